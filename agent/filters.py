@@ -1,0 +1,71 @@
+"""Metadata filters over catalog attributes, e.g. {"genres": "Comedy", "year": {"$gte": 1990}}.
+
+A plain value matches equal scalars and lists that contain it. Operators: $eq $ne $gt $gte $lt $lte
+$in $nin. Several keys must all match. An attribute an item lacks never matches (except under $ne/$nin).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from index.errors import RecagentError
+
+Filters = Mapping[str, Any]
+
+
+class FilterError(RecagentError):
+    """A filter with an unknown operator or a value of the wrong shape."""
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
+
+
+def _values(attribute: Any) -> list[Any]:
+    return list(attribute) if isinstance(attribute, list) else [attribute]
+
+
+def _norm(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _match_op(op: str, operand: Any, attribute: Any) -> bool:
+    present = attribute is not None
+    values = [_norm(v) for v in _values(attribute)] if present else []
+    if op == "$eq":
+        return _norm(operand) in values
+    if op == "$ne":
+        return _norm(operand) not in values
+    if op in ("$in", "$nin"):
+        if not isinstance(operand, list):
+            raise FilterError(f"{op} needs a list, got {operand!r}")
+        hit = any(_norm(o) in values for o in operand)
+        return hit if op == "$in" else not hit
+    if op in _COMPARE:
+        if isinstance(operand, bool) or not isinstance(operand, (int, float)):
+            raise FilterError(f"{op} needs a number, got {operand!r}")
+        return any(isinstance(v, (int, float)) and _COMPARE[op](v, operand) for v in values)
+    raise FilterError(f"unknown filter operator {op!r} (use $eq $ne $gt $gte $lt $lte $in $nin)")
+
+
+def matches(attributes: Mapping[str, Any], filters: Filters) -> bool:
+    for key, condition in filters.items():
+        attribute = attributes.get(key)
+        if isinstance(condition, Mapping):
+            if not condition:
+                raise FilterError(f"empty condition for {key!r}")
+            if not all(_match_op(op, operand, attribute) for op, operand in condition.items()):
+                return False
+        elif not _match_op("$eq", condition, attribute):
+            return False
+    return True
+
+
+def validate(filters: Filters) -> None:
+    """Raise FilterError now rather than on the first item."""
+    if not isinstance(filters, Mapping):
+        raise FilterError(f"filters must be an object, got {filters!r}")
+    for key, condition in filters.items():
+        matches({}, {key: condition})

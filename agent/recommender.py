@@ -1,0 +1,90 @@
+"""The Python API later layers build on: `Recommender.candidates(...)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agent.catalog import LoadedIndex
+from agent.filters import Filters, validate
+from agent.retrieval import GENERATORS, Context, Request
+from agent.settings import Settings
+from index.embedder import Embedder
+from index.errors import RecagentError
+from index.store import IndexStore, chroma_client
+
+
+class UnknownRanker(RecagentError):
+    pass
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str
+    title: str
+    score: float
+    attributes: dict[str, Any]
+
+
+class Recommender:
+    """Retrieves candidate items for a user, a history, a free-text query, or any mix of them."""
+
+    def __init__(self, index: LoadedIndex, settings: Settings,
+                 embedder_factory: Callable[[], Embedder] | None = None) -> None:
+        self.index = index
+        self.settings = settings
+        self._embedder_factory = embedder_factory or (lambda: Embedder(settings.index.embedder))
+        self._embedder: Embedder | None = None
+        self.context = Context(index, settings.retrieval, encode_query=self._encode)
+
+    @classmethod
+    def open(cls, settings: Settings, namespace: str | None = None) -> Recommender:
+        """Open the index of the configured dataset (or `namespace`) in the configured Chroma."""
+        from index.loaders import resolve_dataset_folder
+
+        if namespace is None:
+            dataset = settings.data.dataset
+            namespace = dataset if "/" not in dataset else resolve_dataset_folder(
+                dataset, settings.data.data_dir).name
+        store = IndexStore(chroma_client(settings.index), namespace)
+        return cls(LoadedIndex(store), settings)
+
+    def _encode(self, text: str) -> np.ndarray:
+        if self._embedder is None:
+            self._embedder = self._embedder_factory()
+        return self._embedder.encode([text])[0]
+
+    def candidates(self, user: str | None = None, history: Sequence[str] | None = None,
+                   query: str | None = None, k: int = 10, filters: Filters | None = None,
+                   ranker: str = "fused", timestamps: Sequence[int] | None = None,
+                   exclude: Sequence[str] = (), exclude_seen: bool = True) -> list[Candidate]:
+        """Top-k items. A known `user` brings their stored history; `history` (oldest first) adds to it."""
+        if ranker not in GENERATORS:
+            raise UnknownRanker(f"unknown ranker {ranker!r}; choose from {', '.join(GENERATORS)}")
+        if k < 1:
+            raise RecagentError("k must be at least 1")
+        if filters:
+            validate(filters)
+        items: list[str] = []
+        times: list[int] | None = []
+        if user is not None:
+            items, stored_times = self.index.user_history(user)
+            times = list(stored_times)
+        if history:
+            items += [str(i) for i in history]
+            if timestamps is not None and times is not None:
+                times += [int(t) for t in timestamps]
+            else:  # given histories without times: each item is its own step, after the stored ones
+                start = (times[-1] + 1) if times else 0
+                times = (times or []) + list(range(start, start + len(history)))
+        allowed = self.index.allowed(filters)
+        request = Request(history=items, timestamps=times if items else None, query=query,
+                          exclude=frozenset(items if exclude_seen else ()) | frozenset(exclude),
+                          allowed=frozenset(allowed) if allowed is not None else None)
+        ranked = GENERATORS[ranker](self.context, request, k)
+        return [Candidate(i, self.index.entries[i].title if i in self.index.entries else i, score,
+                          self.index.entries[i].attributes if i in self.index.entries else {})
+                for i, score in ranked]

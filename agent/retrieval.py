@@ -1,0 +1,187 @@
+"""Candidate generators and their fusion.
+
+Each generator maps a request to a ranked list of (item id, score), already without excluded items and
+restricted to items passing the filters. The fused generator combines the others by weighted
+reciprocal rank fusion. Generators are looked up by exact name in GENERATORS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.catalog import LoadedIndex
+from agent.settings import RetrievalConfig
+from index.collab import time_groups
+
+Ranked = list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to retrieve for. `history` is oldest first; `timestamps`, when given, align with it."""
+
+    history: Sequence[str] = ()
+    timestamps: Sequence[int] | None = None
+    query: str | None = None
+    exclude: frozenset[str] = frozenset()
+    allowed: frozenset[str] | None = None  # None: every item
+
+
+@dataclass
+class Context:
+    index: LoadedIndex
+    config: RetrievalConfig
+    encode_query: Callable[[str], np.ndarray] | None = None
+    _groups_cache: dict[int, list[np.ndarray]] = field(default_factory=dict)
+
+    def positions(self, request: Request) -> np.ndarray:
+        known = [self.index.position[i] for i in request.history if i in self.index.position]
+        return np.asarray(known, dtype=np.int64)
+
+    def groups(self, request: Request) -> list[np.ndarray]:
+        """The history's time groups (items sharing a timestamp), oldest first."""
+        known = [(self.index.position[i], t) for i, t in
+                 zip(request.history, request.timestamps or range(len(request.history)), strict=True)
+                 if i in self.index.position]
+        if not known:
+            return []
+        pos, times = zip(*known, strict=True)
+        return time_groups(np.asarray(pos), np.asarray(times))
+
+
+def _top_from_scores(ctx: Context, request: Request, scores: np.ndarray, n: int) -> Ranked:
+    scores = np.asarray(scores, dtype=np.float64).copy()
+    ids = ctx.index.ids
+    banned = [ctx.index.position[i] for i in request.exclude if i in ctx.index.position]
+    scores[banned] = -np.inf
+    if request.allowed is not None:
+        mask = np.full(len(ids), -np.inf)
+        mask[[ctx.index.position[i] for i in request.allowed if i in ctx.index.position]] = 0.0
+        scores = scores + mask
+    candidates = np.flatnonzero(np.isfinite(scores) & (scores > 0))
+    order = candidates[np.lexsort((candidates, -scores[candidates]))][:n]
+    return [(ids[p], float(scores[p])) for p in order]
+
+
+def _vector_query(ctx: Context, part: str, vector: np.ndarray, request: Request, n: int) -> Ranked:
+    if not np.any(vector):
+        return []
+    restrict = sorted(request.allowed) if request.allowed is not None else None
+    fetch = n + len(request.exclude)
+    hits = ctx.index.store.query(part, vector[None, :], fetch, ids=restrict)[0]
+    return [(h.id, h.score) for h in hits if h.id not in request.exclude][:n]
+
+
+def group_weights(groups: list[np.ndarray], decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of a history and their weights: decay ** (time groups back), most recent group 1."""
+    if not groups:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    positions = np.concatenate(groups)
+    weights = np.concatenate([np.full(len(g), decay ** (len(groups) - 1 - k)) for k, g in enumerate(groups)])
+    return positions, weights
+
+
+def popularity(ctx: Context, request: Request, n: int) -> Ranked:
+    return _top_from_scores(ctx, request, ctx.index.popularity, n)
+
+
+def item2item(ctx: Context, request: Request, n: int) -> Ranked:
+    """Co-occurrence cosine similarity summed over the most recent items (whole time groups)."""
+    recent: list[np.ndarray] = []
+    for group in reversed(ctx.groups(request)):
+        if sum(len(g) for g in recent) >= ctx.config.recent_items:
+            break
+        recent.append(group)
+    if not recent:
+        return []
+    positions = np.concatenate(recent)
+    scores = np.asarray(ctx.index.cooccurrence[positions].sum(axis=0)).ravel()
+    return _top_from_scores(ctx, request, scores, n)
+
+
+def sequential(ctx: Context, request: Request, n: int) -> Ranked:
+    """Next-item transitions from the last few time groups, each group weighted by recency."""
+    groups = ctx.groups(request)[-ctx.config.sequence_groups:]
+    if not groups:
+        return []
+    scores = np.zeros(len(ctx.index.ids))
+    for back, group in enumerate(reversed(groups)):
+        rows = np.asarray(ctx.index.transitions[group].sum(axis=0)).ravel()
+        scores += 0.7 ** back * rows / np.sqrt(len(group))
+    return _top_from_scores(ctx, request, scores, n)
+
+
+def collab(ctx: Context, request: Request, n: int) -> Ranked:
+    """EASE through its factorisation: one inner-product query on the collaborative vectors."""
+    positions, weights = group_weights(ctx.groups(request), ctx.config.recency_decay)
+    if len(positions) == 0:
+        return []
+    vector = weights @ ctx.index.query_vectors[positions]
+    return _vector_query(ctx, "collab", vector, request, n)
+
+
+def text(ctx: Context, request: Request, n: int) -> Ranked:
+    """Dense text similarity to the query and/or to the recent history's item texts."""
+    vectors = []
+    if request.query and ctx.encode_query is not None:
+        vectors.append(ctx.encode_query(request.query))
+    recent = [i for i in list(request.history)[-ctx.config.recent_items:] if i in ctx.index.text_vectors]
+    if recent:
+        mean = np.mean([ctx.index.text_vectors[i] for i in recent], axis=0)
+        vectors.append(mean / (np.linalg.norm(mean) or 1.0))
+    if not vectors:
+        return []
+    return _vector_query(ctx, "items", np.sum(vectors, axis=0), request, n)
+
+
+Generator = Callable[[Context, Request, int], Ranked]
+
+BASE_GENERATORS: dict[str, Generator] = {
+    "popularity": popularity,
+    "item2item": item2item,
+    "sequential": sequential,
+    "collab": collab,
+    "text": text,
+}
+
+
+def reciprocal_rank_fusion(lists: dict[str, Ranked], weights: dict[str, float], k: float, n: int) -> Ranked:
+    scores: dict[str, float] = {}
+    for name, ranked in lists.items():
+        weight = weights.get(name, 0.0)
+        if weight <= 0:
+            continue
+        for rank, (item_id, _) in enumerate(ranked, start=1):
+            scores[item_id] = scores.get(item_id, 0.0) + weight / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+def fused_lists(ctx: Context, request: Request, weights: dict[str, float]) -> dict[str, Ranked]:
+    pool = ctx.config.pool
+    return {name: BASE_GENERATORS[name](ctx, request, pool) for name, w in weights.items() if w > 0}
+
+
+def fusion_weights(ctx: Context, request: Request) -> dict[str, float]:
+    """The configured weights when there is a history; a free-text query leans on text; else popularity."""
+    weights = dict(ctx.config.fusion_weights)
+    if request.query:
+        weights["text"] = max(weights.get("text", 0.0), 1.0)
+    if not request.history:
+        weights = {"text": weights.get("text", 0.0) if request.query else 0.0, "popularity": 0.2}
+    return weights
+
+
+def fused(ctx: Context, request: Request, n: int) -> Ranked:
+    weights = fusion_weights(ctx, request)
+    ranked = reciprocal_rank_fusion(fused_lists(ctx, request, weights), weights, ctx.config.rrf_k, n)
+    if len(ranked) < n:  # top up with popular items so a request never comes back short
+        seen = {i for i, _ in ranked} | set(request.exclude)
+        extra = popularity(ctx, Request(exclude=frozenset(seen), allowed=request.allowed), n - len(ranked))
+        ranked += [(i, 0.0) for i, _ in extra]
+    return ranked
+
+
+GENERATORS: dict[str, Generator] = {**BASE_GENERATORS, "fused": fused}

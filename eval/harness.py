@@ -1,0 +1,121 @@
+"""Run rankers over a protocol's cases, score them, and save each run with what produced it."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from agent.catalog import LoadedIndex
+from agent.recommender import Recommender
+from agent.retrieval import BASE_GENERATORS, Ranked, Request, fused_lists, reciprocal_rank_fusion
+from agent.settings import Settings
+from eval.metrics import per_user_metrics, summarize
+from eval.protocols import PROTOCOLS, Case, Split
+from index.build import build_index
+from index.embedder import Embedder
+from index.loaders import load_dataset
+from index.store import IndexStore, chroma_client
+
+RANKERS = ("popularity", "item2item", "text", "collab", "sequential", "fused")
+
+
+@dataclass
+class Prepared:
+    split: Split
+    recommender: Recommender
+    data_hash: str
+
+
+def prepare(settings: Settings, dataset: str, protocol: str, progress: bool = True,
+            embedder_factory: Callable[[], Embedder] | None = None) -> Prepared:
+    """Load the dataset, apply the protocol and build (or reuse) the index of its training part."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    data = load_dataset(dataset, settings.data.data_dir)
+    split = PROTOCOLS[protocol](data)
+    store = IndexStore(chroma_client(settings.index), split.train.name)
+    factory = embedder_factory or (lambda: Embedder(settings.index.embedder))
+    build_index(split.train, store, settings.index, factory, progress=progress)
+    recommender = Recommender(LoadedIndex(store), settings, embedder_factory=factory)
+    return Prepared(split, recommender, data.content_hash())
+
+
+def rank_cases(recommender: Recommender, cases: Sequence[Case], ranker: str, k: int = 20,
+               progress: bool = True) -> list[list[str]]:
+    rankings = []
+    for case in tqdm(cases, desc=f"ranking ({ranker})", unit="user", disable=not progress):
+        found = recommender.candidates(history=case.history, timestamps=case.timestamps, k=k, ranker=ranker)
+        rankings.append([c.id for c in found])
+    return rankings
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).resolve().parent).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, dataset: str,
+             progress: bool = True, bootstrap: int = 1000) -> dict[str, Any]:
+    cases = prepared.split.cases(split)
+    started = time.perf_counter()
+    rankings = rank_cases(prepared.recommender, cases, ranker, k=20, progress=progress)
+    seconds = time.perf_counter() - started
+    per_user = per_user_metrics(rankings, [{c.target} for c in cases])
+    summary = summarize(per_user, samples=bootstrap)
+    metrics = {key: {"value": round(v["mean"], 5), "ci95": [round(v["ci_low"], 5), round(v["ci_high"], 5)]}
+               for key, v in summary.items()}
+    return {"dataset": dataset, "protocol": prepared.split.protocol, "ranker": ranker, "split": split,
+            "users": len(cases), "metrics": metrics, "counts": prepared.split.counts,
+            "seconds": round(seconds, 2), "data_hash": prepared.data_hash, "git_commit": git_commit(),
+            "settings": json.loads(settings.model_dump_json())}
+
+
+def save_run(result: dict[str, Any], runs_dir: Path) -> Path:
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    path = runs_dir / f"{stamp}_{result['dataset']}_{result['protocol']}_{result['ranker']}_{result['split']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def tune_fusion(prepared: Prepared, grid: dict[str, Sequence[float]], rrf_ks: Sequence[float],
+                metric: str = "ndcg@10", progress: bool = True) -> dict[str, Any]:
+    """Grid-search fusion weights and the RRF constant on the *validation* split only."""
+    ctx = prepared.recommender.context
+    cases = prepared.split.validation
+    every = {name: 1.0 for name in grid}
+    lists: list[dict[str, Ranked]] = []
+    for case in tqdm(cases, desc="generating (validation)", unit="user", disable=not progress):
+        request = Request(history=case.history, timestamps=case.timestamps, exclude=frozenset(case.history))
+        lists.append(fused_lists(ctx, request, every))
+    names = list(grid)
+    results = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        weights = dict(zip(names, values, strict=True))
+        if not any(weights.values()):
+            continue
+        for k in rrf_ks:
+            rankings = [[i for i, _ in reciprocal_rank_fusion(per, weights, k, 20)] for per in lists]
+            score = float(per_user_metrics(rankings, [{c.target} for c in cases], cutoffs=(10,))[metric].mean())
+            results.append((score, weights, k))
+    results.sort(key=lambda r: -r[0])
+    best_score, best_weights, best_k = results[0]
+    return {"metric": metric, "split": "validation", "best": {"score": round(best_score, 5),
+            "fusion_weights": best_weights, "rrf_k": best_k},
+            "top5": [{"score": round(s, 5), "fusion_weights": w, "rrf_k": k} for s, w, k in results[:5]],
+            "generators": sorted(BASE_GENERATORS)}
