@@ -75,8 +75,9 @@ class CollabModel:
 
 
 def _interaction_matrix(histories: Sequence[History], n_items: int) -> sp.csr_matrix:
-    rows = np.concatenate([np.full(len(h.items), u) for u, h in enumerate(histories)]) if histories else []
-    cols = np.concatenate([h.items for h in histories]) if histories else []
+    empty = np.zeros(0, dtype=np.int64)
+    rows = np.concatenate([np.full(len(h.items), u) for u, h in enumerate(histories)]) if histories else empty
+    cols = np.concatenate([h.items for h in histories]) if histories else empty
     matrix = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)),
                            shape=(len(histories), n_items))
     matrix.data[:] = 1.0  # repeated interactions count once

@@ -103,8 +103,7 @@ def read_parquet(path: Path, *, required: Sequence[str] = ()) -> Iterator[Row]:
                               f"{', '.join(table.column_names)}")
     if table.num_rows == 0:
         raise DataError(path, "file has no data rows")
-    for number, row in enumerate(table.to_pylist(), start=1):
-        yield number, row
+    yield from enumerate(table.to_pylist(), start=1)
 
 
 def read_table(path: Path, *, required: Sequence[str] = (), delimiter: str | None = None,

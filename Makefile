@@ -1,0 +1,29 @@
+# Two entry points, both self-installing: `make run` (the main job) and `make test` (what CI runs).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+# Datasets: ../shared/data beside the clone unless RECAGENT_DATA_DIR says otherwise.
+export RECAGENT_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: install run test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/recagent demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf var runs
