@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from index.dataset import AttributeValue, Dataset, Item, interactions_frame, year_from_title
 from index.errors import DataError, DatasetNotFound
@@ -248,7 +248,10 @@ def load_dataset(name_or_path: str, data_dir: Path) -> Dataset:
                 raw[key] = folder / raw[key]
         try:
             spec = GenericFormat.model_validate(raw)
-        except ValueError as exc:
-            raise DataError(config_path, str(exc)) from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {'no such key' if e['type'] == 'extra_forbidden' else e['msg']}"
+                for e in exc.errors())
+            raise DataError(config_path, problems) from None
         return load_generic(spec, name)
     return FORMATS[format_name][1](folder, name)

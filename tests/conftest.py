@@ -1,0 +1,119 @@
+"""Shared fixtures: the real data folder, a real embedder, small real-data datasets, Chroma stores."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.settings import Settings, load_settings
+from index.config import EmbedderConfig, IndexConfig
+from index.embedder import Embedder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    configured = os.environ.get("RECAGENT_DATA_DIR")
+    folder = Path(configured) if configured else REPO.parent / "shared" / "data"
+    if not (folder / "ml-latest-small" / "ratings.csv").exists():
+        pytest.fail(f"real datasets not found in {folder}; set RECAGENT_DATA_DIR")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder(EmbedderConfig())
+
+
+def write_movielens_subset(source: Path, dest: Path, n_items: int) -> Path:
+    """The n most-rated ml-latest-small movies with all their ratings, in the same CSV format."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with (source / "ratings.csv").open(newline="") as handle:
+        ratings = list(csv.DictReader(handle))
+    counts = Counter(r["movieId"] for r in ratings)
+    keep = {movie for movie, _ in counts.most_common(n_items)}
+    with (source / "movies.csv").open(newline="") as src, (dest / "movies.csv").open("w", newline="") as out:
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames or [])
+        writer.writeheader()
+        writer.writerows(r for r in reader if r["movieId"] in keep)
+    with (dest / "ratings.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=["userId", "movieId", "rating", "timestamp"])
+        writer.writeheader()
+        writer.writerows(r for r in ratings if r["movieId"] in keep)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def small_data_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with 'movies-small': the 300 most-rated ml-latest-small movies and their ratings."""
+    root = tmp_path_factory.mktemp("data")
+    write_movielens_subset(data_dir / "ml-latest-small", root / "movies-small", 300)
+    return root
+
+
+def make_settings(data_dir: Path, chroma_path: Path, dataset: str = "movies-small", **overrides: object) -> Settings:
+    return load_settings(environ={}, **{"data.data_dir": data_dir, "data.dataset": dataset,
+                                        "index.path": chroma_path, **overrides})
+
+
+@pytest.fixture(scope="session")
+def small_index(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
+    """Settings pointing at a built embedded index of movies-small."""
+    from index.build import build_index
+    from index.loaders import load_dataset
+    from index.store import IndexStore, chroma_client
+
+    settings = make_settings(small_data_dir, tmp_path_factory.mktemp("chroma"))
+    dataset = load_dataset("movies-small", small_data_dir)
+    build_index(dataset, IndexStore(chroma_client(settings.index), dataset.name), settings.index,
+                lambda: embedder, progress=False)
+    return settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexConfig]:
+    """A real `chroma run` server on loopback, stopped at the end of the session."""
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    assert chroma, "the chroma command (from the chromadb package) is not installed"
+    port = free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    log = (path / "server.log").open("w")
+    process = subprocess.Popen([chroma, "run", "--path", str(path / "db"), "--host", "127.0.0.1",
+                                "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    import urllib.request
+
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2):
+                break
+        except OSError:
+            if process.poll() is not None or time.time() > deadline:
+                process.kill()
+                pytest.fail(f"chroma server did not start: {(path / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield IndexConfig(chroma="server", host="127.0.0.1", port=port)
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
