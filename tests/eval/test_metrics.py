@@ -1,0 +1,62 @@
+"""Metrics on hand-built rankings with closed-form answers, and cross-checked against ranx."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from eval.metrics import bootstrap_interval, hit_at_k, mrr_at_k, ndcg_at_k, per_user_metrics, recall_at_k
+
+RANKED = ["a", "b", "c", "d", "e"]
+
+
+def test_single_target_closed_forms() -> None:
+    assert ndcg_at_k(RANKED, {"c"}, 5) == pytest.approx(1 / math.log2(4))
+    assert mrr_at_k(RANKED, {"c"}, 5) == pytest.approx(1 / 3)
+    assert recall_at_k(RANKED, {"c"}, 2) == 0.0 and hit_at_k(RANKED, {"c"}, 3) == 1.0
+    assert ndcg_at_k(RANKED, {"a"}, 1) == 1.0
+    assert ndcg_at_k(RANKED, {"z"}, 5) == 0.0 and mrr_at_k(RANKED, {"z"}, 5) == 0.0
+
+
+def test_multiple_targets_closed_forms() -> None:
+    relevant = {"b", "d", "z"}
+    assert recall_at_k(RANKED, relevant, 5) == pytest.approx(2 / 3)
+    dcg = 1 / math.log2(3) + 1 / math.log2(5)
+    idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert ndcg_at_k(RANKED, relevant, 5) == pytest.approx(dcg / idcg)
+    assert ndcg_at_k(RANKED, relevant, 2) == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+    assert mrr_at_k(RANKED, relevant, 5) == pytest.approx(0.5)
+
+
+def test_matches_ranx_on_random_rankings() -> None:
+    from ranx import Qrels, Run
+    from ranx import evaluate as ranx_evaluate
+
+    rng = np.random.default_rng(7)
+    items = [f"i{j}" for j in range(40)]
+    rankings, targets, qrels, run = [], [], {}, {}
+    for q in range(60):
+        ranked = list(rng.permutation(items)[:20])
+        relevant = set(rng.choice(items, size=int(rng.integers(1, 4)), replace=False))
+        rankings.append(ranked)
+        targets.append(relevant)
+        qrels[f"q{q}"] = {i: 1 for i in relevant}
+        run[f"q{q}"] = {i: float(20 - r) for r, i in enumerate(ranked)}
+    ours = per_user_metrics(rankings, targets)
+    theirs = ranx_evaluate(Qrels(qrels), Run(run), [f"{m}@{k}" for m in ("recall", "ndcg", "mrr", "hit_rate")
+                                                   for k in (5, 10, 20)])
+    for k in (5, 10, 20):
+        assert ours[f"recall@{k}"].mean() == pytest.approx(theirs[f"recall@{k}"])
+        assert ours[f"ndcg@{k}"].mean() == pytest.approx(theirs[f"ndcg@{k}"])
+        assert ours[f"mrr@{k}"].mean() == pytest.approx(theirs[f"mrr@{k}"])
+        assert ours[f"hit@{k}"].mean() == pytest.approx(theirs[f"hit_rate@{k}"])
+
+
+def test_bootstrap_interval_brackets_the_mean() -> None:
+    values = np.array([0.0] * 80 + [1.0] * 20)
+    low, high = bootstrap_interval(values, samples=2000, seed=1)
+    assert low < 0.2 < high
+    assert low > 0.1 and high < 0.3
+    assert bootstrap_interval(np.ones(10)) == (1.0, 1.0)

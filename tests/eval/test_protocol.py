@@ -1,0 +1,38 @@
+"""LlamaRec's leave-one-out protocol on ml-latest-small: counts, order and no leakage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eval.protocols import Split, leave_one_out
+from index.loaders import load_dataset
+
+
+@pytest.fixture(scope="module")
+def split(data_dir: Path) -> Split:
+    return leave_one_out(load_dataset("ml-latest-small", data_dir))
+
+
+def test_five_core_counts(split: Split) -> None:
+    assert split.counts == {"users": 610, "items": 3650, "interactions": 90274}
+    assert len(split.train.items) == 3650
+    assert len(split.train.interactions) == 90274 - 2 * 610
+
+
+def test_targets_are_the_last_two_items_in_time(split: Split) -> None:
+    for val, test in zip(split.validation, split.test, strict=True):
+        assert val.user == test.user
+        assert test.history == [*val.history, val.target]
+        assert test.timestamps[-1] >= val.timestamps[-1] if val.timestamps else True
+        assert val.timestamps == sorted(val.timestamps)
+
+
+def test_training_part_holds_no_target(split: Split) -> None:
+    train = split.train.interactions
+    by_user = train.groupby("user")["item"].apply(list).to_dict()
+    for val, test in zip(split.validation, split.test, strict=True):
+        assert by_user[val.user] == val.history  # exactly the history before the validation target
+        # a target can only be in training if the user interacted with it earlier too (not in ML)
+        assert val.target not in by_user[val.user] and test.target not in by_user[val.user]
