@@ -57,6 +57,19 @@ class Recommender:
             self._embedder = self._embedder_factory()
         return self._embedder.encode([text])[0]
 
+    def similar_users(self, user: str, k: int = 10) -> list[tuple[str, float]]:
+        """Users whose history vectors are closest to this user's (cosine), nearest first."""
+        users = self.index.store.collection("users")
+        got = users.get(ids=[user], include=["embeddings"])
+        if not got["ids"]:
+            raise RecagentError(f"unknown user {user!r}")
+        hits = self.index.store.query("users", np.asarray(got["embeddings"], dtype=np.float32), k + 1)[0]
+        return [(h.id, h.score) for h in hits if h.id != user][:k]
+
+    def similar_items(self, items: Sequence[str], k: int = 10) -> list[Candidate]:
+        """Items like these, by the collaborative vectors (an unordered set: no recency weighting)."""
+        return self.candidates(history=list(items), timestamps=[0] * len(items), k=k, ranker="collab")
+
     def candidates(self, user: str | None = None, history: Sequence[str] | None = None,
                    query: str | None = None, k: int = 10, filters: Filters | None = None,
                    ranker: str = "fused", timestamps: Sequence[int] | None = None,

@@ -94,3 +94,11 @@ def test_reciprocal_rank_fusion_by_hand() -> None:
     # y: 1/(1+2) + 2/(1+1) = 1.333; z: 2/(1+2) = 0.667; x: 1/(1+1) = 0.5
     assert [i for i, _ in fused] == ["y", "z", "x"]
     assert fused[0][1] == pytest.approx(1 / 3 + 1)
+
+
+def test_similar_users_and_items_are_vector_queries(recommender: Recommender) -> None:
+    neighbours = recommender.similar_users("1", k=5)
+    assert len(neighbours) == 5 and "1" not in {u for u, _ in neighbours}
+    assert [score for _, score in neighbours] == sorted((score for _, score in neighbours), reverse=True)
+    like = recommender.similar_items(["260"], k=5)  # Star Wars IV
+    assert "1196" in {c.id for c in like} or "1210" in {c.id for c in like}, [c.title for c in like]
