@@ -5,6 +5,7 @@ keyword arguments). Any unknown key, in any of these places, is an error.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -39,6 +40,8 @@ class RetrievalConfig(BaseModel):
 
 
 class Settings(BaseSettings):
+    """All settings. Built only by `load_settings`, which applies the documented precedence."""
+
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
     data: DataConfig = DataConfig()
@@ -53,10 +56,13 @@ class Settings(BaseSettings):
                                    dotenv_settings: PydanticBaseSettingsSource,
                                    file_secret_settings: PydanticBaseSettingsSource,
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings
+        # load_settings reads the environment itself (to reject unknown names and to put flags above
+        # it), so the model takes its values from keyword arguments only.
+        return (init_settings,)
 
 
-_TOP_LEVEL_ENV = {"DATA_DIR": "data__data_dir", "DATASET": "data__dataset"}
+# Short aliases for the two settings people set most.
+_ENV_ALIASES = {"DATA_DIR": "data.data_dir", "DATASET": "data.dataset"}
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -69,20 +75,38 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def _check_env_names(environ: dict[str, str]) -> None:
-    """Reject RECAGENT_* variables that name no setting (pydantic-settings would ignore them)."""
-    for name in environ:
-        if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX):] in _TOP_LEVEL_ENV:
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    node: dict[str, Any] = {}
+    cursor = node
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return node
+
+
+def _env_layer(environ: dict[str, str]) -> dict[str, Any]:
+    """RECAGENT_* variables as nested values; a name that is no setting is an error."""
+    layer: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
             continue
-        parts = name[len(ENV_PREFIX):].lower().split("__")
+        key = name[len(ENV_PREFIX):]
+        dotted = _ENV_ALIASES.get(key) or ".".join(key.lower().split("__"))
         model: Any = Settings
-        for part in parts:
+        for part in dotted.split("."):
             fields = getattr(model, "model_fields", None)
-            if fields is None:
-                break
-            if part not in fields:
-                raise SettingsError(f"environment variable {name}: no setting named {'.'.join(parts)}")
+            if fields is None or part not in fields:
+                raise SettingsError(f"environment variable {name}: no setting named {dotted}")
             model = fields[part].annotation
+        value: Any = raw
+        if raw.strip().startswith(("{", "[")):  # dict and list settings are given as JSON
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise SettingsError(f"environment variable {name}: invalid JSON: {exc}") from None
+        layer = _deep_merge(layer, _nest(dotted, value))
+    return layer
 
 
 def load_settings(config_file: Path | None = None, environ: dict[str, str] | None = None,
@@ -91,69 +115,22 @@ def load_settings(config_file: Path | None = None, environ: dict[str, str] | Non
 
     `overrides` use dotted paths as keys, e.g. {"index.chroma": "server"}; None values are ignored.
     """
-    environ = dict(os.environ if environ is None else environ)
-    _check_env_names(environ)
-    layered: dict[str, Any] = {}
+    layers: dict[str, Any] = {}
     if config_file is not None:
         try:
-            layered = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+            layers = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise SettingsError(f"{config_file}: settings file not found") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{config_file}: invalid TOML: {exc}") from None
-    env_layer: dict[str, Any] = {}
-    for short, dotted in _TOP_LEVEL_ENV.items():
-        if ENV_PREFIX + short in environ:
-            env_layer = _deep_merge(env_layer, _nest(dotted.replace("__", "."), environ[ENV_PREFIX + short]))
-    cli_layer: dict[str, Any] = {}
+    layers = _deep_merge(layers, _env_layer(dict(os.environ if environ is None else environ)))
     for dotted, value in overrides.items():
         if value is not None:
-            cli_layer = _deep_merge(cli_layer, _nest(dotted, value))
-    # Environment variables are read by pydantic-settings; the file goes under them and flags over them.
-    # To get that order, the file is read first, then the environment settings model, then flags.
+            layers = _deep_merge(layers, _nest(dotted, value))
     try:
-        from_env = Settings.model_validate(layered)  # validates the file (extra keys are errors)
-        env_model = _env_only(environ)
-        merged = _deep_merge(from_env.model_dump(exclude_unset=True), env_model)
-        merged = _deep_merge(merged, env_layer)
-        merged = _deep_merge(merged, cli_layer)
-        return _construct(merged)
+        return Settings(**layers)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, config_file)) from None
-
-
-def _nest(dotted: str, value: Any) -> dict[str, Any]:
-    node: dict[str, Any] = {}
-    parts = dotted.split(".")
-    cursor = node
-    for part in parts[:-1]:
-        cursor = cursor.setdefault(part, {})
-    cursor[parts[-1]] = value
-    return node
-
-
-def _env_only(environ: dict[str, str]) -> dict[str, Any]:
-    """The values pydantic-settings reads from RECAGENT_* variables, without defaults."""
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update({k: v for k, v in environ.items() if k.startswith(ENV_PREFIX)
-                           and k[len(ENV_PREFIX):] not in _TOP_LEVEL_ENV})
-        return Settings().model_dump(exclude_unset=True)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def _construct(values: dict[str, Any]) -> Settings:
-    saved = dict(os.environ)
-    try:  # keep the environment from being read a second time under the flags
-        for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
-            del os.environ[key]
-        return Settings(**values)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _describe(exc: ValidationError, config_file: Path | None) -> str:

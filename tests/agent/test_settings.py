@@ -35,3 +35,12 @@ def test_typos_are_errors(tmp_path: Path) -> None:
         load_settings(environ={"RECAGENT_INDEX__PORT": "many"})
     with pytest.raises(SettingsError, match="settings file not found"):
         load_settings(tmp_path / "missing.toml", environ={})
+
+
+def test_environment_json_and_aliases() -> None:
+    settings = load_settings(environ={"RECAGENT_RETRIEVAL__FUSION_WEIGHTS": '{"collab": 2.0}',
+                                      "RECAGENT_DATASET": "ml-100k", "PATH": "/bin"})
+    assert settings.retrieval.fusion_weights == {"collab": 2.0}
+    assert settings.data.dataset == "ml-100k"
+    with pytest.raises(SettingsError, match="invalid JSON"):
+        load_settings(environ={"RECAGENT_RETRIEVAL__FUSION_WEIGHTS": "{oops"})
