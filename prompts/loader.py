@@ -1,0 +1,80 @@
+"""Prompt templates as versioned YAML files in this folder, rendered strictly with Jinja.
+
+A file `NAME.vN.yaml` holds `name`, `version`, `description`, `variables` (the names the template
+needs) and `template`. Rendering with a missing or unexpected variable is an error, so a prompt change
+cannot silently drop context. Evaluation runs record the name and version.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from index.errors import RecagentError
+
+PROMPT_DIR = Path(__file__).resolve().parent
+_FILE = re.compile(r"^(?P<name>[a-z0-9_]+)\.v(?P<version>\d+)\.yaml$")
+
+
+class PromptError(RecagentError):
+    pass
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    version: int
+    description: str
+    variables: tuple[str, ...]
+    template: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}.v{self.version}"
+
+    def render(self, **values: Any) -> str:
+        import jinja2
+
+        missing = [v for v in self.variables if v not in values]
+        extra = [v for v in values if v not in self.variables]
+        if missing or extra:
+            raise PromptError(f"prompt {self.id}: missing {missing or 'nothing'}, unexpected {extra or 'nothing'}")
+        environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                                         autoescape=False)
+        try:
+            return environment.from_string(self.template).render(**values)
+        except jinja2.UndefinedError as exc:
+            raise PromptError(f"prompt {self.id}: {exc}") from None
+
+
+def available(folder: Path = PROMPT_DIR) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for path in folder.glob("*.yaml"):
+        match = _FILE.match(path.name)
+        if match:
+            found.setdefault(match["name"], []).append(int(match["version"]))
+    return {name: sorted(versions) for name, versions in found.items()}
+
+
+@cache
+def load_prompt(name: str, version: int | None = None, folder: Path = PROMPT_DIR) -> PromptTemplate:
+    """The named prompt at `version`, or its newest version."""
+    import yaml
+
+    versions = available(folder).get(name)
+    if not versions:
+        raise PromptError(f"no prompt named {name!r} in {folder} (have: {', '.join(available(folder)) or 'none'})")
+    chosen = versions[-1] if version is None else version
+    path = folder / f"{name}.v{chosen}.yaml"
+    if not path.exists():
+        raise PromptError(f"prompt {name!r} has no version {chosen} (have {versions})")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    keys = {"name", "version", "description", "variables", "template"}
+    if not isinstance(data, dict) or set(data) != keys:
+        raise PromptError(f"{path}: must have exactly the keys {sorted(keys)}")
+    if data["name"] != name or data["version"] != chosen:
+        raise PromptError(f"{path}: name/version inside the file do not match its file name")
+    return PromptTemplate(name, chosen, str(data["description"]), tuple(data["variables"]), str(data["template"]))

@@ -1,0 +1,147 @@
+"""Both LLM backends on the real default model; the vLLM one against a real server on loopback."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent.llm.backends import make_llm
+from agent.llm.base import LLMConfig, LLMError, LLMUnavailable
+from agent.llm.serve import ServeOptions, server_command
+from agent.rerank import LABELS, RerankInput, build_prompts
+from conftest import free_port
+from prompts.loader import load_prompt
+
+HISTORIES = [
+    (["Toy Story (1995)", "Aladdin (1992)", "Lion King, The (1994)"],
+     ["Heat (1995)", "Toy Story 2 (1999)", "Casino (1995)", "Beauty and the Beast (1991)", "Se7en (1995)",
+      "Mulan (1998)", "Alien (1979)", "Hercules (1997)"]),
+    (["Alien (1979)", "Aliens (1986)", "Terminator, The (1984)", "Predator (1987)"],
+     ["Notting Hill (1999)", "Terminator 2: Judgment Day (1991)", "Babe (1995)", "Matrix, The (1999)",
+      "Sense and Sensibility (1995)", "Total Recall (1990)", "Clueless (1995)", "RoboCop (1987)",
+      "Emma (1996)", "Blade Runner (1982)", "Jumanji (1995)", "Star Wars: Episode IV - A New Hope (1977)"]),
+]
+
+
+def _prompts() -> tuple[list[str], list[tuple[str, ...]]]:
+    template = load_prompt("rerank_listwise")
+    prompts, labels = [], []
+    for history, candidates in HISTORIES:
+        item = RerankInput(history, [(str(i), t) for i, t in enumerate(candidates)])
+        built, _ = build_prompts(item, template, count=1)
+        prompts += built
+        labels.append(LABELS[:len(candidates)])
+    return prompts, labels
+
+
+def test_transformers_label_logprobs_are_a_distribution(transformers_llm: Any) -> None:
+    prompts, labels = _prompts()
+    for prompt, wanted in zip(prompts, labels, strict=True):
+        scores = transformers_llm.label_logprobs([prompt], wanted)[0]
+        assert set(scores) == set(wanted)
+        assert all(v <= 0 for v in scores.values())
+        assert np.logaddexp.reduce(list(scores.values())) <= 1e-6
+
+
+def test_vllm_and_transformers_agree_on_label_order(vllm_config: LLMConfig, transformers_llm: Any) -> None:
+    served = make_llm(vllm_config)
+    prompts, labels = _prompts()
+    for prompt, wanted in zip(prompts, labels, strict=True):
+        local = transformers_llm.label_logprobs([prompt], wanted)[0]
+        remote = served.label_logprobs([prompt], wanted)[0]
+        assert len(remote) == len(wanted), "every label should be in the server's top logprobs"
+        local_order = sorted(wanted, key=lambda label: -local[label])
+        remote_order = sorted(wanted, key=lambda label: -remote[label])
+        assert local_order == remote_order
+        assert max(abs(local[label] - remote[label]) for label in wanted) < 0.05
+
+
+def test_batched_scores_equal_single_requests(vllm_config: LLMConfig) -> None:
+    served = make_llm(vllm_config)
+    prompts, labels = _prompts()
+    batched = served.label_logprobs(prompts, LABELS)
+    for prompt, row in zip(prompts, batched, strict=True):
+        single = served.label_logprobs([prompt], LABELS)[0]
+        assert set(single) == set(row)
+        assert all(abs(single[k] - row[k]) < 1e-3 for k in row)
+
+
+def test_greedy_completion_matches_across_backends(vllm_config: LLMConfig, transformers_llm: Any) -> None:
+    prompt = ["Toy Story is a 1995 American animated film produced by"]
+    local = transformers_llm.complete(prompt, max_tokens=8)[0]
+    remote = make_llm(vllm_config).complete(prompt, max_tokens=8)[0]
+    assert local.strip() and remote.strip()
+    assert local.split()[:3] == remote.split()[:3]
+
+
+def test_streamed_chat_from_both_backends(vllm_config: LLMConfig, transformers_llm: Any) -> None:
+    messages = [{"role": "user", "content": "Name a film like Toy Story."}]
+    for llm in (transformers_llm, make_llm(vllm_config)):
+        pieces = list(llm.stream_chat(messages, max_tokens=16))
+        assert len(pieces) >= 2 and "".join(pieces).strip()
+
+
+def test_server_down_is_unavailable_not_a_hang() -> None:
+    llm = make_llm(LLMConfig(backend="vllm", url=f"http://127.0.0.1:{free_port()}", timeout_s=5))
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailable, match="cannot reach"):
+        llm.label_logprobs(["x"], ["A"])
+    assert time.monotonic() - started < 5
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    mode = "slow"
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        if self.mode == "slow":
+            time.sleep(3)
+        body = b"<html>not json</html>" if self.mode == "garbage" else b'{"choices": []}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def bad_server() -> Iterator[tuple[str, type[_Handler]]]:
+    handler = type("Handler", (_Handler,), {})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_slow_and_garbage_servers(bad_server: tuple[str, type[_Handler]]) -> None:
+    url, handler = bad_server
+    llm = make_llm(LLMConfig(backend="vllm", url=url, timeout_s=0.5))
+    with pytest.raises(LLMUnavailable, match="did not answer within 0.5 s"):
+        llm.complete(["x"])
+    handler.mode = "garbage"
+    with pytest.raises(LLMError, match="not JSON"):
+        llm.complete(["x"])
+    handler.mode = "empty"
+    with pytest.raises(LLMError, match="expected 1 choices"):
+        llm.label_logprobs(["x"], ["A"])
+
+
+def test_serve_command_accepts_lora(model_folder: Any) -> None:
+    command = server_command(ServeOptions(lora_modules=["recs=/adapters/recs"], port=9000))
+    assert command[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert "--enable-lora" in command and "recs=/adapters/recs" in command
+    assert command[command.index("--model") + 1] == str(model_folder)
+    assert command[command.index("--max-logprobs") + 1] == "300"
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(LLMError, match="unknown LLM backend"):
+        make_llm(LLMConfig(backend="llamacpp"))
