@@ -73,8 +73,12 @@ class Recommender:
     def candidates(self, user: str | None = None, history: Sequence[str] | None = None,
                    query: str | None = None, k: int = 10, filters: Filters | None = None,
                    ranker: str = "fused", timestamps: Sequence[int] | None = None,
-                   exclude: Sequence[str] = (), exclude_seen: bool = True) -> list[Candidate]:
-        """Top-k items. A known `user` brings their stored history; `history` (oldest first) adds to it."""
+                   exclude: Sequence[str] = (), exclude_seen: bool = True,
+                   only: Sequence[str] | None = None) -> list[Candidate]:
+        """Top-k items. A known `user` brings their stored history; `history` (oldest first) adds to it.
+
+        `only` restricts the ranking to those item ids (e.g. a fixed candidate set to score).
+        """
         if ranker not in GENERATORS:
             raise UnknownRanker(f"unknown ranker {ranker!r}; choose from {', '.join(GENERATORS)}")
         if k < 1:
@@ -94,6 +98,8 @@ class Recommender:
                 start = (times[-1] + 1) if times else 0
                 times = (times or []) + list(range(start, start + len(history)))
         allowed = self.index.allowed(filters)
+        if only is not None:
+            allowed = set(only) if allowed is None else allowed & set(only)
         request = Request(history=items, timestamps=times if items else None, query=query,
                           exclude=frozenset(items if exclude_seen else ()) | frozenset(exclude),
                           allowed=frozenset(allowed) if allowed is not None else None)

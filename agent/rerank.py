@@ -9,7 +9,7 @@ vLLM server batches them.
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,3 +88,30 @@ def rerank_by_label_logprobs(llm: LLM, items: Sequence[RerankInput], permutation
         results.append(RerankResult([item.candidates[i][0] for i in ranked],
                                     {item.candidates[i][0]: float(means[i]) for i in range(n)}, scored))
     return results
+
+
+class LLMReranker:
+    """Reranks candidate lists of catalog item ids with an LLM, in batches of prompts."""
+
+    def __init__(self, llm: LLM, titles: dict[str, str], permutations: int = 1, history_window: int = 10,
+                 batch_size: int = 16, template: PromptTemplate | None = None) -> None:
+        self.llm = llm
+        self.titles = titles
+        self.permutations = permutations
+        self.history_window = history_window
+        self.batch_size = batch_size
+        self.template = template or load_prompt("rerank_listwise")
+
+    def rerank(self, lists: Sequence[tuple[Sequence[str], Sequence[str]]],
+               progress: Callable[[int], object] | None = None) -> list[RerankResult]:
+        """`lists` holds (history ids oldest first, candidate ids in retriever order) pairs."""
+        inputs = [RerankInput([self.titles.get(i, i) for i in list(history)[-self.history_window:]],
+                              [(c, self.titles.get(c, c)) for c in candidates]) for history, candidates in lists]
+        results: list[RerankResult] = []
+        step = max(1, self.batch_size // self.permutations)
+        for start in range(0, len(inputs), step):
+            chunk = inputs[start:start + step]
+            results.extend(rerank_by_label_logprobs(self.llm, chunk, self.permutations, self.template))
+            if progress:
+                progress(len(chunk))
+        return results

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from agent.llm.base import LLMConfig
 from index.config import DataConfig, IndexConfig
 from index.errors import RecagentError
 
@@ -39,6 +40,17 @@ class RetrievalConfig(BaseModel):
                     "'recagent eval tune' on ml-latest-small's validation split")
 
 
+class RerankConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: int = Field(20, ge=2, le=20, description="retrieved candidates the LLM reranks")
+    permutations: int = Field(1, ge=1, description="orders each list is shown in, averaged (position bias)")
+    history_window: int = Field(10, ge=1, description="most recent history titles in the prompt")
+    batch_size: int = Field(16, ge=1, description="prompts per backend call (the server batches them)")
+    prompt: str = "rerank_listwise"
+    prompt_version: int | None = None
+
+
 class Settings(BaseSettings):
     """All settings. Built only by `load_settings`, which applies the documented precedence."""
 
@@ -47,6 +59,8 @@ class Settings(BaseSettings):
     data: DataConfig = DataConfig()
     index: IndexConfig = IndexConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
+    llm: LLMConfig = LLMConfig()
+    rerank: RerankConfig = RerankConfig()
     runs_dir: Path = Field(Path("runs"), description="where evaluation runs are saved")
 
     @classmethod

@@ -15,7 +15,10 @@ from typing import Any
 from tqdm import tqdm
 
 from agent.catalog import LoadedIndex
+from agent.llm.backends import make_llm
+from agent.llm.base import LLM
 from agent.recommender import Recommender
+from agent.rerank import LLMReranker
 from agent.retrieval import BASE_GENERATORS, Ranked, Request, fused_lists, reciprocal_rank_fusion
 from agent.settings import Settings
 from eval.metrics import per_user_metrics, summarize
@@ -24,8 +27,9 @@ from index.build import build_index
 from index.embedder import Embedder
 from index.loaders import load_dataset
 from index.store import IndexStore, chroma_client
+from prompts.loader import load_prompt
 
-RANKERS = ("popularity", "item2item", "text", "collab", "sequential", "fused")
+RANKERS = ("popularity", "item2item", "text", "collab", "sequential", "fused")  # retrievers; "llm" reranks
 
 
 @dataclass
@@ -51,11 +55,33 @@ def prepare(settings: Settings, dataset: str, protocol: str, progress: bool = Tr
 
 def rank_cases(recommender: Recommender, cases: Sequence[Case], ranker: str, k: int = 20,
                progress: bool = True) -> list[list[str]]:
+    """Each case's top-k by a retriever; a case with fixed candidates ranks only those."""
     rankings = []
     for case in tqdm(cases, desc=f"ranking ({ranker})", unit="user", disable=not progress):
-        found = recommender.candidates(history=case.history, timestamps=case.timestamps, k=k, ranker=ranker)
+        found = recommender.candidates(history=case.history, timestamps=case.timestamps, k=k, ranker=ranker,
+                                       only=case.candidates)
         rankings.append([c.id for c in found])
     return rankings
+
+
+def rerank_cases(recommender: Recommender, cases: Sequence[Case], settings: Settings, llm: LLM,
+                 progress: bool = True) -> tuple[list[list[str]], list[list[str]]]:
+    """The LLM ranker: the fused top-N (or the case's fixed candidates) reordered by the LLM.
+
+    Returns (reranked lists, the lists the LLM saw in retriever order).
+    """
+    config = settings.rerank
+    if cases and cases[0].candidates is not None:
+        shown = [list(c.candidates or []) for c in cases]
+    else:
+        shown = rank_cases(recommender, cases, "fused", k=config.candidates, progress=progress)
+    titles = {i: e.title for i, e in recommender.index.entries.items()}
+    template = load_prompt(config.prompt, config.prompt_version)
+    reranker = LLMReranker(llm, titles, config.permutations, config.history_window, config.batch_size, template)
+    with tqdm(total=len(cases), desc=f"reranking ({llm.name})", unit="user", disable=not progress) as bar:
+        results = reranker.rerank([(c.history, s) for c, s in zip(cases, shown, strict=True)],
+                                  bar.update)
+    return [r.order for r in results], shown
 
 
 def git_commit() -> str:
@@ -69,20 +95,38 @@ def git_commit() -> str:
         return "unknown"
 
 
+def _metrics(rankings: Sequence[Sequence[str]], cases: Sequence[Case], bootstrap: int) -> dict[str, Any]:
+    summary = summarize(per_user_metrics(rankings, [{c.target} for c in cases]), samples=bootstrap)
+    return {key: {"value": round(v["mean"], 5), "ci95": [round(v["ci_low"], 5), round(v["ci_high"], 5)]}
+            for key, v in summary.items()}
+
+
 def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, dataset: str,
-             progress: bool = True, bootstrap: int = 1000) -> dict[str, Any]:
-    cases = prepared.split.cases(split)
+             progress: bool = True, bootstrap: int = 1000, limit: int | None = None,
+             llm: LLM | None = None) -> dict[str, Any]:
+    """Score one ranker on one split. `limit` takes the first N users (a subset, said in the result)."""
+    cases = prepared.split.cases(split)[:limit] if limit else prepared.split.cases(split)
     started = time.perf_counter()
-    rankings = rank_cases(prepared.recommender, cases, ranker, k=20, progress=progress)
+    extra: dict[str, Any] = {}
+    if ranker == "llm":
+        llm = llm or make_llm(settings.llm)
+        rankings, shown = rerank_cases(prepared.recommender, cases, settings, llm, progress)
+        inside = [i for i, (c, s) in enumerate(zip(cases, shown, strict=True)) if c.target in s]
+        extra = {"llm": {"backend": settings.llm.backend, "model": llm.name,
+                         "prompt": load_prompt(settings.rerank.prompt, settings.rerank.prompt_version).id,
+                         "permutations": settings.rerank.permutations},
+                 "users_target_in_candidates": len(inside),
+                 "metrics_target_in_candidates": _metrics([rankings[i] for i in inside],
+                                                          [cases[i] for i in inside], bootstrap),
+                 "retriever_metrics_target_in_candidates": _metrics([shown[i] for i in inside],
+                                                                    [cases[i] for i in inside], bootstrap)}
+    else:
+        rankings = rank_cases(prepared.recommender, cases, ranker, k=20, progress=progress)
     seconds = time.perf_counter() - started
-    per_user = per_user_metrics(rankings, [{c.target} for c in cases])
-    summary = summarize(per_user, samples=bootstrap)
-    metrics = {key: {"value": round(v["mean"], 5), "ci95": [round(v["ci_low"], 5), round(v["ci_high"], 5)]}
-               for key, v in summary.items()}
     return {"dataset": dataset, "protocol": prepared.split.protocol, "ranker": ranker, "split": split,
-            "users": len(cases), "metrics": metrics, "counts": prepared.split.counts,
-            "seconds": round(seconds, 2), "data_hash": prepared.data_hash, "git_commit": git_commit(),
-            "settings": json.loads(settings.model_dump_json())}
+            "users": len(cases), "subset": bool(limit), "metrics": _metrics(rankings, cases, bootstrap), **extra,
+            "counts": prepared.split.counts, "seconds": round(seconds, 2), "data_hash": prepared.data_hash,
+            "git_commit": git_commit(), "settings": json.loads(settings.model_dump_json())}
 
 
 def save_run(result: dict[str, Any], runs_dir: Path) -> Path:

@@ -26,6 +26,7 @@ class Case:
     history: list[str]
     timestamps: list[int]
     target: str
+    candidates: list[str] | None = None  # a fixed set to rank (candidates20); None: all items
 
 
 @dataclass
@@ -83,4 +84,33 @@ def leave_one_out(dataset: Dataset, min_count: int = 5) -> Split:
     return Split("loo", train, validation, test, counts)
 
 
-PROTOCOLS = {"loo": leave_one_out}
+def _sampled_candidates(case: Case, items: list[str], count: int, rng: np.random.Generator) -> Case:
+    seen = set(case.history) | {case.target}
+    negatives: list[str] = []
+    while len(negatives) < count - 1:
+        for pick in rng.choice(len(items), size=2 * count, replace=False):
+            item = items[int(pick)]
+            if item not in seen and item not in negatives:
+                negatives.append(item)
+                if len(negatives) == count - 1:
+                    break
+    candidates = [case.target, *negatives]
+    rng.shuffle(candidates)
+    return Case(case.user, case.history, case.timestamps, case.target, candidates)
+
+
+def candidates20(dataset: Dataset, min_count: int = 5, count: int = 20, seed: int = 0) -> Split:
+    """LLMRank's setting on top of `loo`: rank the target among 19 random unseen items, shuffled.
+
+    It measures a ranker alone, without retrieval. Negatives are drawn uniformly from the filtered
+    catalog with a fixed seed per split, so every ranker sees the same lists.
+    """
+    base = leave_one_out(dataset, min_count)
+    items = list(base.train.items)
+    validation_rng, test_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    validation = [_sampled_candidates(c, items, count, validation_rng) for c in base.validation]
+    test = [_sampled_candidates(c, items, count, test_rng) for c in base.test]
+    return Split("candidates20", base.train, validation, test, base.counts)
+
+
+PROTOCOLS = {"loo": leave_one_out, "candidates20": candidates20}

@@ -24,10 +24,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _llm_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--llm-backend", choices=["transformers", "vllm", "openai"])
+    parser.add_argument("--llm-url", help="base URL of a vLLM / OpenAI-compatible server")
+    parser.add_argument("--llm-model", help="'default', a model folder, or a served model name")
+    parser.add_argument("--permutations", type=int, help="orders each candidate list is shown in")
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, **{
         "data.data_dir": args.data_dir, "data.dataset": args.dataset, "index.chroma": args.chroma,
-        "index.path": args.chroma_path, "index.host": args.chroma_host, "index.port": args.chroma_port})
+        "index.path": args.chroma_path, "index.host": args.chroma_host, "index.port": args.chroma_port,
+        "llm.backend": getattr(args, "llm_backend", None), "llm.url": getattr(args, "llm_url", None),
+        "llm.model": getattr(args, "llm_model", None),
+        "rerank.permutations": getattr(args, "permutations", None)})
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
@@ -63,13 +73,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _eval_table(results: list[dict[str, Any]]) -> str:
-    keys = [f"{m}@{k}" for k in (5, 10, 20) for m in ("recall", "ndcg")]
+    keys = [f"{m}@{k}" for k in (1, 5, 10, 20) for m in ("recall", "ndcg") if f"{m}@{k}" in results[0]["metrics"]]
     header = f"{'ranker':<12}" + "".join(f"{k:>12}" for k in keys)
     lines = [header, "-" * len(header)]
     for r in results:
         lines.append(f"{r['ranker']:<12}" + "".join(f"{r['metrics'][k]['value']:>12.4f}" for k in keys))
     first = results[0]
-    lines.append(f"{first['dataset']} / {first['protocol']} / {first['split']}: {first['users']} users; "
+    lines.append(f"{first['dataset']} / {first['protocol']} / {first['split']}: {first['users']} users"
+                 f"{' (a subset)' if first.get('subset') else ''}; "
                  f"95% bootstrap intervals are in the saved runs and in --format json")
     return "\n".join(lines)
 
@@ -84,7 +95,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = []
     for ranker in rankers:
         result = evaluate(prepared, ranker, args.split, settings, dataset, progress=not args.quiet,
-                          bootstrap=args.bootstrap)
+                          bootstrap=args.bootstrap, limit=args.limit)
         result["saved_to"] = str(save_run(result, settings.runs_dir))
         results.append(result)
     if args.format == "json":
@@ -192,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["validation", "test"])
     p.add_argument("--format", default="table", choices=["table", "json"])
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--limit", type=int, help="only the first N users (a quick look; marked as a subset)")
+    _llm_flags(p)
 
     p = add("tune", cmd_tune, "grid-search the fusion weights on the validation split")
     p.add_argument("--protocol", default="loo")

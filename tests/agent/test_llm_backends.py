@@ -64,7 +64,7 @@ def test_vllm_and_transformers_agree_on_label_order(vllm_config: LLMConfig, tran
 
 def test_batched_scores_equal_single_requests(vllm_config: LLMConfig) -> None:
     served = make_llm(vllm_config)
-    prompts, labels = _prompts()
+    prompts, _labels = _prompts()
     batched = served.label_logprobs(prompts, LABELS)
     for prompt, row in zip(prompts, batched, strict=True):
         single = served.label_logprobs([prompt], LABELS)[0]
@@ -98,7 +98,7 @@ def test_server_down_is_unavailable_not_a_hang() -> None:
 class _Handler(http.server.BaseHTTPRequestHandler):
     mode = "slow"
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         if self.mode == "slow":
             time.sleep(3)
         body = b"<html>not json</html>" if self.mode == "garbage" else b'{"choices": []}'
@@ -124,7 +124,7 @@ def bad_server() -> Iterator[tuple[str, type[_Handler]]]:
 def test_slow_and_garbage_servers(bad_server: tuple[str, type[_Handler]]) -> None:
     url, handler = bad_server
     llm = make_llm(LLMConfig(backend="vllm", url=url, timeout_s=0.5))
-    with pytest.raises(LLMUnavailable, match="did not answer within 0.5 s"):
+    with pytest.raises(LLMUnavailable, match=r"did not answer within 0\.5 s"):
         llm.complete(["x"])
     handler.mode = "garbage"
     with pytest.raises(LLMError, match="not JSON"):

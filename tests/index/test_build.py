@@ -10,10 +10,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
 
 from agent.catalog import LoadedIndex
 from agent.recommender import Recommender
+from conftest import make_settings
 from index.build import build_index
 from index.config import IndexConfig
 from index.embedder import Embedder
