@@ -10,11 +10,22 @@ import numpy as np
 
 from agent.catalog import LoadedIndex
 from agent.filters import Filters, validate
+from agent.llm.base import LLM, LLMError
+from agent.rerank import LLMReranker
+from agent.respond import (
+    Recommendation,
+    RecommendationResponse,
+    evidence_for,
+    safe_rerank,
+    template_reply,
+    write_reply,
+)
 from agent.retrieval import GENERATORS, Context, Request
 from agent.settings import Settings
 from index.embedder import Embedder
 from index.errors import RecagentError
 from index.store import IndexStore, chroma_client
+from prompts.loader import load_prompt
 
 
 class UnknownRanker(RecagentError):
@@ -33,9 +44,10 @@ class Recommender:
     """Retrieves candidate items for a user, a history, a free-text query, or any mix of them."""
 
     def __init__(self, index: LoadedIndex, settings: Settings,
-                 embedder_factory: Callable[[], Embedder] | None = None) -> None:
+                 embedder_factory: Callable[[], Embedder] | None = None, llm: LLM | None = None) -> None:
         self.index = index
         self.settings = settings
+        self.llm = llm
         self._embedder_factory = embedder_factory or (lambda: Embedder(settings.index.embedder))
         self._embedder: Embedder | None = None
         self.context = Context(index, settings.retrieval, encode_query=self._encode)
@@ -56,6 +68,54 @@ class Recommender:
         if self._embedder is None:
             self._embedder = self._embedder_factory()
         return self._embedder.encode([text])[0]
+
+    def recommend(self, user: str | None = None, history: Sequence[str] | None = None, query: str | None = None,
+                  k: int = 5, filters: Filters | None = None, exclude: Sequence[str] = ()) -> RecommendationResponse:
+        """Grounded recommendations: retrieve, rerank with the LLM when it works, explain, reply.
+
+        Every returned item is a catalog item from the retrieved candidates; the reply names no other.
+        """
+        pool = max(k, self.settings.rerank.candidates)
+        found = self.candidates(user=user, history=history, query=query, k=pool, filters=filters,
+                                exclude=exclude)
+        by_id = {c.id: c for c in found}
+        seen = list(self.index.user_history(user)[0]) if user is not None else []
+        seen += list(history or [])
+        rerank_config = self.settings.rerank
+        reranker = None
+        if self.llm is not None:
+            titles = {i: e.title for i, e in self.index.entries.items()}
+            reranker = LLMReranker(self.llm, titles, rerank_config.permutations, rerank_config.history_window,
+                                   rerank_config.batch_size, load_prompt(rerank_config.prompt,
+                                                                         rerank_config.prompt_version))
+        order, rank_problem = safe_rerank(self.llm, reranker.rerank if reranker else None, seen,
+                                          [c.id for c in found[:rerank_config.candidates]])
+        order += [c.id for c in found if c.id not in set(order)]
+        items = []
+        for item_id in order[:k]:
+            reason, evidence = evidence_for(self.index, item_id, seen, query)
+            c = by_id[item_id]
+            items.append(Recommendation(id=c.id, title=c.title, score=c.score, reason=reason, evidence=evidence,
+                                        attributes=c.attributes))
+        reply, reply_problem = None, None
+        if self.llm is not None and rank_problem is None and items:
+            recent = [self.index.entries[h].title for h in seen[-3:] if h in self.index.entries]
+            request = query or ("more like " + ", ".join(recent) if recent else "recommendations")
+            try:
+                cited = [self.index.entries[e].title for item in items for e in item.evidence
+                         if e in self.index.entries]
+                reply = write_reply(self.llm, request, items, [e.title for e in self.index.entries.values()],
+                                    cited)
+            except LLMError as exc:
+                reply_problem = str(exc)
+            if reply is None and reply_problem is None:
+                reply_problem = "the LLM's reply could not be grounded in the recommended items"
+        problem = rank_problem or reply_problem
+        return RecommendationResponse(
+            items=items, reply=reply or template_reply(items),
+            reranked_by="llm" if self.llm is not None and rank_problem is None else "retriever",
+            reply_by="llm" if reply else "template", fallback=self.llm is not None and problem is not None,
+            fallback_reason=problem)
 
     def similar_users(self, user: str, k: int = 10) -> list[tuple[str, float]]:
         """Users whose history vectors are closest to this user's (cosine), nearest first."""
