@@ -137,15 +137,31 @@ def transformers_llm(model_folder: Path) -> object:
 
 @pytest.fixture(scope="session")
 def vllm_config(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A real vLLM server (the CPU build here) on loopback with the default model, for the session."""
+    """A real vLLM server (the CPU build here) on loopback with the default model, started through
+    `recagent llm serve` and stopped with SIGTERM, which must shut it down cleanly."""
+    import signal
+    import urllib.request
+
     from agent.llm.base import LLMConfig
-    from agent.llm.serve import ServeOptions, start_server, stop_server
 
     port = free_port()
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    try:
-        process = start_server(ServeOptions(port=port), log=log, timeout_s=900)
-    except Exception:
-        pytest.fail(f"vLLM did not start; its log ends with:\n{log.read_text()[-3000:] if log.exists() else ''}")
-    yield LLMConfig(backend="vllm", url=f"http://127.0.0.1:{port}", timeout_s=120)
-    stop_server(process)
+    folder = tmp_path_factory.mktemp("vllm")
+    log = folder / "server.log"
+    with (folder / "cli.out").open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "ui.cli", "llm", "serve", "--port", str(port),
+                                    "--log", str(log)], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 900
+    while b"serving at" not in (folder / "cli.out").read_bytes():
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            pytest.fail(f"recagent llm serve did not start:\n{(folder / 'cli.out').read_text()[-2000:]}\n"
+                        f"{log.read_text()[-3000:] if log.exists() else ''}")
+        time.sleep(1)
+    with urllib.request.urlopen(url + "/health", timeout=10) as response:
+        assert response.status == 200
+    yield LLMConfig(backend="vllm", url=url, timeout_s=120)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0, (folder / "cli.out").read_text()[-2000:]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/health", timeout=5)

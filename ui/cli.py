@@ -155,8 +155,20 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
     options = ServeOptions(model=args.model, served_name=args.served_name, host=args.host, port=args.port,
                            dtype=args.dtype, max_model_len=args.max_model_len, max_logprobs=args.max_logprobs,
                            lora_modules=args.lora_modules or (), extra_args=args.vllm_args or ())
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C and `kill` both stop the server cleanly (a shell's background job starts with SIGINT ignored).
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     print(f"starting vLLM for {options.model} (this takes a minute or two on a CPU)...", flush=True)
-    process = start_server(options, log=args.log, timeout_s=args.startup_timeout)
+    try:
+        process = start_server(options, log=args.log, timeout_s=args.startup_timeout)
+    except KeyboardInterrupt:
+        print("stopped before the server was ready", file=sys.stderr)
+        return 130
     print(f"serving at http://{options.host}:{options.port}/v1  (Ctrl-C stops it)", flush=True)
     try:
         process.wait()
