@@ -165,3 +165,9 @@ def vllm_config(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) ->
     assert process.wait(timeout=60) == 0, (folder / "cli.out").read_text()[-2000:]
     with pytest.raises(OSError):
         urllib.request.urlopen(url + "/health", timeout=5)
+
+
+@pytest.fixture(scope="session")
+def eval_chroma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedded Chroma for the evaluation tests, so the loo index is built once per session."""
+    return tmp_path_factory.mktemp("eval-chroma")

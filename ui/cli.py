@@ -246,8 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-timeout", type=float, default=600)
 
     p = add("bench", cmd_bench, "benchmarks; print JSON")
-    p.add_argument("what", choices=["index", "retrieval", "eval"])
+    p.add_argument("what", choices=["index", "retrieval", "eval", "rerank"])
     p.add_argument("--repeats", type=int, default=200, help="queries for the retrieval benchmark")
+    p.add_argument("--lists", type=int, default=8, help="candidate lists for the rerank benchmark")
+    p.add_argument("--max-tokens", type=int, default=240, help="generation length for the rerank yardstick")
+    p.add_argument("--backends", default="transformers,vllm", help="rerank benchmark backends")
+    _llm_flags(p)
     return parser
 
 

@@ -36,3 +36,18 @@ def test_training_part_holds_no_target(split: Split) -> None:
         assert by_user[val.user] == val.history  # exactly the history before the validation target
         # a target can only be in training if the user interacted with it earlier too (not in ML)
         assert val.target not in by_user[val.user] and test.target not in by_user[val.user]
+
+
+def test_candidates20_lists(data_dir: Path) -> None:
+    from eval.protocols import candidates20
+
+    dataset = load_dataset("ml-latest-small", data_dir)
+    first, second = candidates20(dataset), candidates20(dataset)
+    assert first.counts["users"] == 610
+    positions = []
+    for case, again in zip(first.test, second.test, strict=True):
+        assert case.candidates == again.candidates  # fixed seed: every ranker sees the same lists
+        assert case.candidates is not None and len(set(case.candidates)) == 20
+        assert case.target in case.candidates and not set(case.history) & set(case.candidates)
+        positions.append(case.candidates.index(case.target))
+    assert 7 < sum(positions) / len(positions) < 12  # shuffled: the target is not always first
