@@ -179,6 +179,37 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
     return 0 if process.returncode in (0, -15, None) else 1
 
 
+def open_agent(args: argparse.Namespace, settings: Settings) -> Any:
+    """The conversation agent over the configured index, with the configured LLM unless --no-llm."""
+    from agent.dialogue import ConversationAgent, ConversationStore
+    from agent.llm.backends import make_llm
+    from agent.recommender import Recommender
+
+    recommender = Recommender.open(settings)
+    if not args.no_llm:
+        recommender.llm = make_llm(settings.llm)
+    store = ConversationStore(args.conversations) if args.conversations else ConversationStore()
+    return ConversationAgent(recommender, store)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from ui.api import create_app, requires_token
+
+    settings = settings_from(args)
+    token = args.token or os.environ.get("RECAGENT_API_TOKEN")
+    if requires_token(args.host) and not token:
+        raise RecagentError(f"serving on {args.host} (not loopback) needs a bearer token: --token or "
+                            f"RECAGENT_API_TOKEN")
+    app = create_app(open_agent(args, settings), token=token)
+    print(f"recagent API at http://{args.host}:{args.port} (OpenAPI schema at /openapi.json)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench import BENCHMARKS
 
@@ -244,6 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vllm-args", nargs=argparse.REMAINDER, help="passed to vLLM as they are")
     p.add_argument("--log", type=Path, help="write the server's output to this file")
     p.add_argument("--startup-timeout", type=float, default=600)
+
+    p = add("serve", cmd_serve, "the HTTP API for support bots (OpenAPI at /openapi.json)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8400)
+    p.add_argument("--token", help="bearer token (required off loopback; or RECAGENT_API_TOKEN)")
+    p.add_argument("--no-llm", action="store_true", help="retriever order and templated replies only")
+    p.add_argument("--conversations", type=Path, help="folder that keeps conversations across restarts")
+    _llm_flags(p)
 
     p = add("bench", cmd_bench, "benchmarks; print JSON")
     p.add_argument("what", choices=["index", "retrieval", "eval", "rerank"])
