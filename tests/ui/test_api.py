@@ -79,7 +79,7 @@ def test_conversation_lifecycle_and_sse(client: TestClient) -> None:
                        json={"text": "Another one", "stream": True}) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
-    assert [e["type"] for e in events][0] == "items" and events[-1]["type"] == "done"
+    assert events[0]["type"] == "items" and events[-1]["type"] == "done"
     assert disliked not in {i["id"] for i in events[0]["items"]}
     state = client.get(f"/v1/conversations/{conversation}").json()
     assert state["disliked"] == [disliked] and len(state["turns"]) == 4
