@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Datasets: ../shared/data beside the clone unless RECAGENT_DATA_DIR says otherwise.
 export RECAGENT_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+# Debian's Chromium drives the UI test (as root here; elsewhere install the package 'chromium' yourself).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: lint chromium
 	$(BIN)/pytest -q
 
 clean:

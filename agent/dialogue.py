@@ -125,8 +125,17 @@ class TitleResolver:
         return None
 
     def mentioned(self, text: str) -> list[str]:
+        """Catalog titles written in the text. A title must start with a capital letter where it is
+        written, so everyday words that are also titles ("nothing", "up") are not taken for movies."""
         lowered = f" {_title_key(text)} "
-        hits = [item_id for key, item_id in self.by_key.items() if len(key) >= 6 and f" {key} " in lowered]
+        hits = []
+        for key, item_id in self.by_key.items():
+            if len(key) < 4 or f" {key} " not in lowered:
+                continue
+            words = r"\W+".join(re.escape(w) for w in key.split())
+            match = re.search(rf"\b{words}\b", text, re.IGNORECASE)
+            if match and match.group(0)[0].isupper():
+                hits.append(item_id)
         return list(dict.fromkeys(hits))
 
 

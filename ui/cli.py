@@ -210,6 +210,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Index the dataset if needed (incremental), then open the Gradio chat."""
+    settings = settings_from(args)
+    if not args.skip_build:
+        cmd_index_build(args)
+    agent = open_agent(args, settings)
+    from ui.chat import build_ui
+
+    demo = build_ui(agent, [settings.data.dataset], settings.data.dataset)
+    print(f"recagent chat at http://{args.host}:{args.port}", flush=True)
+    demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=True)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench import BENCHMARKS
 
@@ -282,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="bearer token (required off loopback; or RECAGENT_API_TOKEN)")
     p.add_argument("--no-llm", action="store_true", help="retriever order and templated replies only")
     p.add_argument("--conversations", type=Path, help="folder that keeps conversations across restarts")
+    _llm_flags(p)
+
+    p = add("chat", cmd_chat, "the Gradio chat in the browser (builds the index first if needed)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--no-llm", action="store_true", help="retriever order and templated replies only")
+    p.add_argument("--conversations", type=Path, help="folder that keeps conversations across restarts")
+    p.add_argument("--skip-build", action="store_true", help="use the index as it is")
     _llm_flags(p)
 
     p = add("bench", cmd_bench, "benchmarks; print JSON")
