@@ -255,7 +255,8 @@ class ConversationAgent:
         """Events for a UI or SSE: 'items' first, then 'delta' pieces of the reply, then 'done'."""
         response = self.respond(conversation_id, message)
         yield {"type": "items", "items": [i.model_dump() for i in response.items],
-               "fallback": response.fallback, "fallback_reason": response.fallback_reason}
+               "fallback": response.fallback, "fallback_reason": response.fallback_reason,
+               "timings": response.timings}
         for piece in re.split(r"(?<=\s)", response.reply):
             if piece:
                 yield {"type": "delta", "text": piece}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,7 @@ class Recommender:
 
         Every returned item is a catalog item from the retrieved candidates; the reply names no other.
         """
+        started = time.perf_counter()
         pool = max(k, self.settings.rerank.candidates)
         found = self.candidates(user=user, history=history, query=query, k=pool, filters=filters,
                                 exclude=exclude)
@@ -88,6 +90,7 @@ class Recommender:
             reranker = LLMReranker(self.llm, titles, rerank_config.permutations, rerank_config.history_window,
                                    rerank_config.batch_size, load_prompt(rerank_config.prompt,
                                                                          rerank_config.prompt_version))
+        retrieved = time.perf_counter()
         order, rank_problem = safe_rerank(self.llm, reranker.rerank if reranker else None, seen,
                                           [c.id for c in found[:rerank_config.candidates]])
         order += [c.id for c in found if c.id not in set(order)]
@@ -97,6 +100,7 @@ class Recommender:
             c = by_id[item_id]
             items.append(Recommendation(id=c.id, title=c.title, score=c.score, reason=reason, evidence=evidence,
                                         attributes=c.attributes))
+        reranked = time.perf_counter()
         reply, reply_problem = None, None
         if self.llm is not None and rank_problem is None and items:
             recent = [self.index.entries[h].title for h in seen[-3:] if h in self.index.entries]
@@ -111,11 +115,13 @@ class Recommender:
             if reply is None and reply_problem is None:
                 reply_problem = "the LLM's reply could not be grounded in the recommended items"
         problem = rank_problem or reply_problem
+        timings = {"retrieval_s": retrieved - started, "rerank_s": reranked - retrieved,
+                   "reply_s": time.perf_counter() - reranked}
         return RecommendationResponse(
             items=items, reply=reply or template_reply(items),
             reranked_by="llm" if self.llm is not None and rank_problem is None else "retriever",
             reply_by="llm" if reply else "template", fallback=self.llm is not None and problem is not None,
-            fallback_reason=problem)
+            fallback_reason=problem, timings={key: round(value, 4) for key, value in timings.items()})
 
     def similar_users(self, user: str, k: int = 10) -> list[tuple[str, float]]:
         """Users whose history vectors are closest to this user's (cosine), nearest first."""

@@ -46,6 +46,7 @@ class RecommendationResponse(BaseModel):
     reply_by: str = Field(description="'llm' or 'template'")
     fallback: bool = Field(description="true when the LLM could not be used for ranking or the reply")
     fallback_reason: str | None = None
+    timings: dict[str, float] = Field(default_factory=dict, description="seconds: retrieval, rerank, reply")
 
 
 class GroundedReply(BaseModel):

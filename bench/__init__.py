@@ -11,10 +11,12 @@ from bench.eval_bench import bench_eval
 from bench.index_bench import bench_index
 from bench.rerank_bench import bench_rerank
 from bench.retrieval_bench import bench_retrieval
+from bench.turn_bench import bench_turn
 
 BENCHMARKS: dict[str, Callable[[Settings, argparse.Namespace], dict[str, Any]]] = {
     "index": bench_index,
     "retrieval": bench_retrieval,
     "eval": bench_eval,
     "rerank": bench_rerank,
+    "turn": bench_turn,
 }

@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     _llm_flags(p)
 
     p = add("bench", cmd_bench, "benchmarks; print JSON")
-    p.add_argument("what", choices=["index", "retrieval", "eval", "rerank"])
+    p.add_argument("what", choices=["index", "retrieval", "eval", "rerank", "turn"])
     p.add_argument("--repeats", type=int, default=200, help="queries for the retrieval benchmark")
     p.add_argument("--lists", type=int, default=8, help="candidate lists for the rerank benchmark")
     p.add_argument("--max-tokens", type=int, default=240, help="generation length for the rerank yardstick")
