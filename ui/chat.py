@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from agent.dialogue import ConversationAgent
@@ -34,15 +34,22 @@ def apply_event(history: list[dict[str, str]], items: list[dict[str, Any]], even
     return history, items
 
 
-def build_ui(agent: ConversationAgent, datasets: list[str], dataset: str) -> Any:
+def build_ui(agent_for: Callable[[str], ConversationAgent], datasets: list[str], dataset: str) -> Any:
+    """The chat page. `agent_for(dataset)` gives the agent of a dataset (opened once, then cached)."""
     import gradio as gr
 
-    def start(user: str) -> tuple[str, list[dict[str, str]], list[dict[str, Any]], dict[str, Any]]:
+    def start(dataset_name: str, user: str) -> tuple[str, list[dict[str, str]], list[dict[str, Any]],
+                                                     dict[str, Any]]:
+        agent = agent_for(dataset_name)
+        if user.strip():
+            agent.recommender.index.user_history(user.strip())  # an unknown user is an error, shown
         state = agent.store.create(user=user.strip() or None)
         return state.id, [], [], state.model_dump(exclude={"turns"})
 
-    def send(message: str, conversation: str, history: list[dict[str, str]], items: list[dict[str, Any]]
+    def send(message: str, dataset_name: str, conversation: str, history: list[dict[str, str]],
+             items: list[dict[str, Any]]
              ) -> Iterator[tuple[str, str, list[dict[str, str]], list[dict[str, Any]], dict[str, Any]]]:
+        agent = agent_for(dataset_name)
         if not message.strip():
             return
         if not conversation:  # a message sent before the page finished loading
@@ -55,8 +62,8 @@ def build_ui(agent: ConversationAgent, datasets: list[str], dataset: str) -> Any
     with gr.Blocks(title="recagent") as demo:
         gr.Markdown("## recagent — ask for recommendations, then like or dislike what you get")
         with gr.Row():
-            gr.Dropdown(choices=datasets, value=dataset, label="dataset", interactive=len(datasets) > 1,
-                        elem_id="dataset")
+            dataset_box = gr.Dropdown(choices=datasets, value=dataset, label="dataset",
+                                      interactive=len(datasets) > 1, elem_id="dataset")
             user_box = gr.Textbox(label="user id (optional: pulls in that user's history)", elem_id="user")
             new_button = gr.Button("New conversation", elem_id="new-conversation")
         conversation = gr.State("")
@@ -69,8 +76,9 @@ def build_ui(agent: ConversationAgent, datasets: list[str], dataset: str) -> Any
             with gr.Column(scale=2):
                 state_panel = gr.JSON(label="conversation state", elem_id="state")
 
-        @gr.render(inputs=[items_state, conversation])
-        def cards(items: list[dict[str, Any]], conversation_id: str) -> None:
+        @gr.render(inputs=[items_state, conversation, dataset_box])
+        def cards(items: list[dict[str, Any]], conversation_id: str, dataset_name: str) -> None:
+            agent = agent_for(dataset_name)
             for item in items:
                 with gr.Group(elem_classes=["item-card"]):
                     gr.Markdown(card_markdown(item), elem_classes=["item-title"])
@@ -88,8 +96,11 @@ def build_ui(agent: ConversationAgent, datasets: list[str], dataset: str) -> Any
                     like.click(feedback("like"), inputs=[items_state], outputs=[items_state, state_panel])
                     dislike.click(feedback("dislike"), inputs=[items_state], outputs=[items_state, state_panel])
 
-        demo.load(start, inputs=[user_box], outputs=[conversation, chatbot, items_state, state_panel])
-        new_button.click(start, inputs=[user_box], outputs=[conversation, chatbot, items_state, state_panel])
-        message.submit(send, inputs=[message, conversation, chatbot, items_state],
+        inputs = [dataset_box, user_box]
+        outputs = [conversation, chatbot, items_state, state_panel]
+        demo.load(start, inputs=inputs, outputs=outputs)
+        new_button.click(start, inputs=inputs, outputs=outputs)
+        dataset_box.change(start, inputs=inputs, outputs=outputs)
+        message.submit(send, inputs=[message, dataset_box, conversation, chatbot, items_state],
                        outputs=[message, conversation, chatbot, items_state, state_panel])
     return demo

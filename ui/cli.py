@@ -179,17 +179,28 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
     return 0 if process.returncode in (0, -15, None) else 1
 
 
-def open_agent(args: argparse.Namespace, settings: Settings) -> Any:
-    """The conversation agent over the configured index, with the configured LLM unless --no-llm."""
+def open_agent(args: argparse.Namespace, settings: Settings, dataset: str | None = None) -> Any:
+    """The conversation agent over a dataset's index, with the configured LLM unless --no-llm."""
     from agent.dialogue import ConversationAgent, ConversationStore
     from agent.llm.backends import make_llm
     from agent.recommender import Recommender
 
-    recommender = Recommender.open(settings)
+    recommender = Recommender.open(settings, namespace=dataset)
     if not args.no_llm:
         recommender.llm = make_llm(settings.llm)
-    store = ConversationStore(args.conversations) if args.conversations else ConversationStore()
-    return ConversationAgent(recommender, store)
+    folder = args.conversations / (dataset or "default") if args.conversations else None
+    return ConversationAgent(recommender, ConversationStore(folder))
+
+
+def indexed_datasets(settings: Settings) -> list[str]:
+    """Namespaces in Chroma with a finished index (evaluation namespaces left out)."""
+    from index.store import IndexStore, chroma_client
+
+    client = chroma_client(settings.index)
+    names = [c.name if hasattr(c, "name") else str(c) for c in client.list_collections()]
+    found = [n[: -len("-items")] for n in names if n.endswith("-items")]
+    return sorted(n for n in found if not n.endswith("-loo")
+                  and IndexStore(client, n).state().get("state") == "complete")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -215,10 +226,22 @@ def cmd_chat(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if not args.skip_build:
         cmd_index_build(args)
-    agent = open_agent(args, settings)
     from ui.chat import build_ui
 
-    demo = build_ui(agent, [settings.data.dataset], settings.data.dataset)
+    agents: dict[str, Any] = {}
+    llm = None
+
+    def agent_for(dataset: str) -> Any:
+        nonlocal llm
+        if dataset not in agents:
+            agents[dataset] = open_agent(args, settings, dataset)
+            llm = llm or agents[dataset].recommender.llm  # one model in memory for every dataset
+            agents[dataset].recommender.llm = llm
+        return agents[dataset]
+
+    current = Path(settings.data.dataset).name
+    agent_for(current)
+    demo = build_ui(agent_for, sorted({current, *indexed_datasets(settings)}), current)
     print(f"recagent chat at http://{args.host}:{args.port}", flush=True)
     demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=True)
     return 0

@@ -37,7 +37,7 @@ def chat_url(small_index: Settings, embedder: Embedder) -> Iterator[str]:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     index = LoadedIndex(IndexStore(chroma_client(small_index.index), "movies-small"))
     agent = ConversationAgent(Recommender(index, small_index, embedder_factory=lambda: embedder))
-    demo = build_ui(agent, ["movies-small"], "movies-small")
+    demo = build_ui(lambda name: agent, ["movies-small"], "movies-small")
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}"
