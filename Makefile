@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/recagent demo
+	$(BIN)/recagent chat
 
 lint: install
 	$(BIN)/ruff check .
