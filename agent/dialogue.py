@@ -239,25 +239,29 @@ class ConversationAgent:
         return state
 
     def respond(self, conversation_id: str, message: str) -> RecommendationResponse:
+        events = self.stream(conversation_id, message, stream=False)
+        return next(e["response"] for e in events if e["type"] == "done")
+
+    def stream(self, conversation_id: str, message: str, stream: bool = True) -> Iterator[dict[str, Any]]:
+        """One turn as events for a UI or SSE: 'items', then 'delta' pieces of the grounded reply as they
+        are written, then 'done' (with 'reply' and, internally, the whole 'response')."""
         state = self.store.get(conversation_id)
         state.turns.append(Turn(role="user", text=message))
         self.update_state(state, message)
         history = [*state.liked, *[m for m in state.mentioned if m not in state.liked]]
         exclude = [*state.disliked, *state.seen, *state.mentioned]
-        response = self.recommender.recommend(user=state.user, history=history or None, query=message,
-                                              k=self.k, filters=state.filters() or None, exclude=exclude)
-        state.recommended.extend(i.id for i in response.items if i.id not in state.recommended)
-        state.turns.append(Turn(role="assistant", text=response.reply, items=[i.id for i in response.items]))
-        self.store.save(state)
-        return response
-
-    def stream(self, conversation_id: str, message: str) -> Iterator[dict[str, Any]]:
-        """Events for a UI or SSE: 'items' first, then 'delta' pieces of the reply, then 'done'."""
-        response = self.respond(conversation_id, message)
-        yield {"type": "items", "items": [i.model_dump() for i in response.items],
-               "fallback": response.fallback, "fallback_reason": response.fallback_reason,
-               "timings": response.timings}
-        for piece in re.split(r"(?<=\s)", response.reply):
-            if piece:
-                yield {"type": "delta", "text": piece}
-        yield {"type": "done", "reply": response.reply}
+        for event in self.recommender.recommend_events(user=state.user, history=history or None, query=message,
+                                                       k=self.k, filters=state.filters() or None,
+                                                       exclude=exclude, stream=stream):
+            if event["type"] == "items":
+                yield {**event, "items": [i.model_dump() for i in event["items"]]}
+            elif event["type"] == "delta":
+                yield event
+            else:
+                response: RecommendationResponse = event["response"]
+                state.recommended.extend(i.id for i in response.items if i.id not in state.recommended)
+                state.turns.append(Turn(role="assistant", text=response.reply, items=[i.id for i in response.items]))
+                self.store.save(state)
+                yield {"type": "done", "reply": response.reply, "fallback": response.fallback,
+                       "fallback_reason": response.fallback_reason, "timings": response.timings,
+                       "response": response}

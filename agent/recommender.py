@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from agent.respond import (
     RecommendationResponse,
     evidence_for,
     safe_rerank,
+    stream_reply,
     template_reply,
     write_reply,
 )
@@ -76,6 +78,17 @@ class Recommender:
 
         Every returned item is a catalog item from the retrieved candidates; the reply names no other.
         """
+        events = self.recommend_events(user=user, history=history, query=query, k=k, filters=filters,
+                                       exclude=exclude, stream=False)
+        return next(e["response"] for e in events if e["type"] == "done")
+
+    def recommend_events(self, user: str | None = None, history: Sequence[str] | None = None,
+                         query: str | None = None, k: int = 5, filters: Filters | None = None,
+                         exclude: Sequence[str] = (), stream: bool = True) -> Iterator[dict[str, Any]]:
+        """`recommend` as events: 'items' once ranked, 'delta' pieces of the reply, then 'done' with the
+        whole RecommendationResponse. With `stream`, each reply sentence is sent as soon as the LLM has
+        written it and it passed the grounding check; otherwise the reply is validated whole (with a retry).
+        """
         started = time.perf_counter()
         pool = max(k, self.settings.rerank.candidates)
         found = self.candidates(user=user, history=history, query=query, k=pool, filters=filters,
@@ -101,27 +114,39 @@ class Recommender:
             items.append(Recommendation(id=c.id, title=c.title, score=c.score, reason=reason, evidence=evidence,
                                         attributes=c.attributes))
         reranked = time.perf_counter()
+        yield {"type": "items", "items": items, "fallback": rank_problem is not None and self.llm is not None,
+               "fallback_reason": rank_problem}
         reply, reply_problem = None, None
         if self.llm is not None and rank_problem is None and items:
             recent = [self.index.entries[h].title for h in seen[-3:] if h in self.index.entries]
             request = query or ("more like " + ", ".join(recent) if recent else "recommendations")
+            cited = [self.index.entries[e].title for item in items for e in item.evidence if e in self.index.entries]
+            catalog = [e.title for e in self.index.entries.values()]
             try:
-                cited = [self.index.entries[e].title for item in items for e in item.evidence
-                         if e in self.index.entries]
-                reply = write_reply(self.llm, request, items, [e.title for e in self.index.entries.values()],
-                                    cited)
+                if stream:
+                    pieces = []
+                    for piece in stream_reply(self.llm, request, items, catalog, cited):
+                        pieces.append(piece)
+                        yield {"type": "delta", "text": piece}
+                    reply = "".join(pieces) or None
+                else:
+                    reply = write_reply(self.llm, request, items, catalog, cited)
             except LLMError as exc:
                 reply_problem = str(exc)
             if reply is None and reply_problem is None:
                 reply_problem = "the LLM's reply could not be grounded in the recommended items"
+        text = reply or template_reply(items)
+        if stream and reply is None:
+            for piece in re.split(r"(?<=\n)", text):
+                yield {"type": "delta", "text": piece}
         problem = rank_problem or reply_problem
         timings = {"retrieval_s": retrieved - started, "rerank_s": reranked - retrieved,
                    "reply_s": time.perf_counter() - reranked}
-        return RecommendationResponse(
-            items=items, reply=reply or template_reply(items),
+        yield {"type": "done", "response": RecommendationResponse(
+            items=items, reply=text,
             reranked_by="llm" if self.llm is not None and rank_problem is None else "retriever",
             reply_by="llm" if reply else "template", fallback=self.llm is not None and problem is not None,
-            fallback_reason=problem, timings={key: round(value, 4) for key, value in timings.items()})
+            fallback_reason=problem, timings={key: round(value, 4) for key, value in timings.items()})}
 
     def similar_users(self, user: str, k: int = 10) -> list[tuple[str, float]]:
         """Users whose history vectors are closest to this user's (cosine), nearest first."""

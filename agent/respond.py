@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -160,6 +160,34 @@ def write_reply(llm: LLM, request: str, items: Sequence[Recommendation], catalog
         text = " ".join(reply.sentences)
         return _LABEL.sub(lambda m: shown[m.group(1)], text)
     return None
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+
+
+def stream_reply(llm: LLM, request: str, items: Sequence[Recommendation], catalog_titles: Sequence[str],
+                 evidence_titles: Sequence[str] = ()) -> Iterator[str]:
+    """The LLM's reply, one grounded sentence at a time as soon as it is written (labels -> titles).
+
+    Each sentence passes the same check as `write_reply`; a sentence that fails is dropped, never shown.
+    """
+    shown = {LABELS[i]: item.title for i, item in enumerate(items)}
+    prompt = load_prompt("reply").render(request=request, items=[
+        {"label": LABELS[i], "title": item.title, "reason": item.reason} for i, item in enumerate(items)])
+    buffer, emitted = "", False
+
+    def grounded(text: str) -> Iterator[str]:
+        nonlocal emitted
+        for sentence in clean_reply(text, shown, catalog_titles, evidence_titles):
+            yield (" " if emitted else "") + _LABEL.sub(lambda m: shown[m.group(1)], sentence)
+            emitted = True
+
+    for piece in llm.stream_complete(prompt, max_tokens=160, stop=["\n\n\n"]):
+        buffer += piece
+        while (end := _SENTENCE_END.search(buffer)) is not None:
+            sentence, buffer = buffer[: end.end()], buffer[end.end():]
+            yield from grounded(sentence)
+    yield from grounded(buffer)
 
 
 def safe_rerank(llm: LLM | None, rerank: Any, history: Sequence[str], ids: Sequence[str]

@@ -40,7 +40,7 @@ def _turn(base: str, n: int) -> dict[str, float]:
                 if not line.startswith("data: "):
                     continue
                 event = json.loads(line[6:])
-                if event["type"] == "items":
+                if event["type"] == "done":
                     timings = event["timings"]
                 elif event["type"] == "delta" and first_token is None:
                     first_token = time.perf_counter() - started
@@ -99,8 +99,8 @@ def _one_backend(settings: Settings, llm: LLM, levels: list[int]) -> dict[str, A
 def bench_turn(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     levels = [1, 4, 16]
     out: dict[str, Any] = {"benchmark": "turn", "dataset": settings.data.dataset, "levels": levels,
-                           "note": "replies stream after grounding validation, so the first token comes "
-                                   "once the whole reply is generated and checked"}
+                           "note": "each reply sentence streams once the LLM has written it and it passed the "
+                                   "grounding check"}
     for backend in args.backends.split(","):
         config = settings.llm.model_copy(update={"backend": backend})
         process = None

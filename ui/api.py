@@ -63,7 +63,8 @@ class ChatBody(BaseModel):
 
 def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
     for event in events:
-        yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+        public = {key: value for key, value in event.items() if key != "response"}
+        yield f"event: {event['type']}\ndata: {json.dumps(public)}\n\n"
 
 
 def create_app(agent: ConversationAgent, token: str | None = None) -> FastAPI:

@@ -55,6 +55,10 @@ class LLM(Protocol):
         """
         ...
 
+    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = ()) -> Iterator[str]:
+        """A greedy completion of one prompt, as text pieces while they are generated."""
+        ...
+
     def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
         """The reply to a conversation, as text pieces while they are generated."""
         ...

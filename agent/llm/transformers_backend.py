@@ -57,14 +57,28 @@ class TransformersLLM:
         texts = self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
         return [_cut(text, stop) for text in texts]
 
-    def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
-        from transformers import TextIteratorStreamer
+    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = ()) -> Iterator[str]:
+        emitted = ""
+        for piece in self._stream(prompt, max_tokens, add_special_tokens=True):
+            cut = _cut(emitted + piece, stop)
+            if len(cut) < len(emitted) + len(piece):  # a stop marker appeared
+                if len(cut) > len(emitted):
+                    yield cut[len(emitted):]
+                return
+            emitted += piece
+            yield piece
 
-        torch = self._torch
+    def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
         if not getattr(self.tokenizer, "chat_template", None):
             raise LLMError(f"model {self.name} has no chat template; give a model folder that has one")
         prompt = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-        batch = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        yield from self._stream(prompt, max_tokens, add_special_tokens=False)
+
+    def _stream(self, prompt: str, max_tokens: int, add_special_tokens: bool) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        torch = self._torch
+        batch = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=add_special_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
 
         def generate() -> None:

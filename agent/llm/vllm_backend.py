@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -69,15 +69,27 @@ class OpenAICompatibleLLM:
             out.append(scores)
         return out
 
+    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = ()) -> Iterator[str]:
+        body: dict[str, Any] = {"model": self.name, "prompt": prompt, "max_tokens": max_tokens,
+                                "temperature": 0.0, "stream": True}
+        if stop:
+            body["stop"] = list(stop)
+        yield from self._stream("/v1/completions", body, lambda choice: choice.get("text"))
+
     def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
         body = {"model": self.name, "messages": list(messages), "max_tokens": max_tokens, "temperature": 0.0,
                 "stream": True}
+        yield from self._stream("/v1/chat/completions", body,
+                                lambda choice: (choice.get("delta") or {}).get("content"))
+
+    def _stream(self, path: str, body: dict[str, Any], text_of: Callable[[dict[str, Any]], Any]) -> Iterator[str]:
+        """Server-sent events of an OpenAI-style streamed completion, as text pieces."""
         try:
-            with self.client.stream("POST", "/v1/chat/completions", json=body) as response:
+            with self.client.stream("POST", path, json=body) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise LLMUnavailable(f"{self.config.url}/v1/chat/completions answered "
-                                         f"{response.status_code}: {response.text[:300]}")
+                    raise LLMUnavailable(f"{self.config.url}{path} answered {response.status_code}: "
+                                         f"{response.text[:300]}")
                 for line in response.iter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -85,11 +97,12 @@ class OpenAICompatibleLLM:
                     if payload == "[DONE]":
                         return
                     try:
-                        delta = json.loads(payload)["choices"][0].get("delta", {})
-                    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-                        raise LLMError("the server streamed a chunk that is not a chat completion") from None
-                    if delta.get("content"):
-                        yield str(delta["content"])
+                        text = text_of(json.loads(payload)["choices"][0])
+                    except (json.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+                        raise LLMError(f"the server streamed a chunk that is not a completion: {payload[:100]}") \
+                            from None
+                    if text:
+                        yield str(text)
         except httpx.TimeoutException:
             raise LLMUnavailable(f"{self.config.url} stopped answering within {self.config.timeout_s} s") from None
         except httpx.HTTPError as exc:

@@ -80,6 +80,14 @@ def test_greedy_completion_matches_across_backends(vllm_config: LLMConfig, trans
     assert local.split()[:3] == remote.split()[:3]
 
 
+def test_streamed_completion_equals_the_whole(vllm_config: LLMConfig, transformers_llm: Any) -> None:
+    prompt = "Toy Story is a 1995 American animated film produced by"
+    for llm in (transformers_llm, make_llm(vllm_config)):
+        pieces = list(llm.stream_complete(prompt, max_tokens=12))
+        assert len(pieces) >= 2
+        assert "".join(pieces) == llm.complete([prompt], max_tokens=12)[0]
+
+
 def test_streamed_chat_from_both_backends(vllm_config: LLMConfig, transformers_llm: Any) -> None:
     messages = [{"role": "user", "content": "Name a film like Toy Story."}]
     for llm in (transformers_llm, make_llm(vllm_config)):

@@ -43,6 +43,11 @@ class ScriptedLLM:
             return [{label: float(i) - 30 for i, label in enumerate(labels)} for _ in prompts]
         return [self.scores(labels) for _ in prompts]
 
+    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = ()) -> Iterator[str]:
+        text = self.complete([prompt])[0]
+        for start in range(0, len(text), 4):  # four characters at a time, like tokens
+            yield text[start:start + 4]
+
     def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
         yield from ()
 
@@ -138,3 +143,23 @@ def test_real_llm_recommendation_is_grounded(small_index: Settings, embedder: Em
     named = {t for t in catalog if t in response.reply}
     evidence = {recommender.index.entries[h].title for h in STAR_WARS}  # reasons may cite the history
     assert named <= {i.title for i in response.items} | evidence, response.reply
+
+
+def test_streamed_reply_sends_grounded_sentences_as_they_come(small_index: Settings, embedder: Embedder) -> None:
+    llm = ScriptedLLM(["[A] is a classic. Free Money (2024) is better than [B]. [B] is fun too.\n\nextra"])
+    events = list(_recommender(small_index, embedder, llm).recommend_events(history=STAR_WARS, k=3))
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "items" and kinds[-1] == "done" and kinds.count("delta") == 2
+    items = events[0]["items"]
+    deltas = [e["text"] for e in events if e["type"] == "delta"]
+    assert deltas == [f"{items[0].title} is a classic.", f" {items[1].title} is fun too."]
+    response = events[-1]["response"]
+    assert response.reply == "".join(deltas) and response.reply_by == "llm" and not response.fallback
+
+
+def test_streamed_reply_falls_back_to_the_template(small_index: Settings, embedder: Embedder) -> None:
+    llm = ScriptedLLM(["Nothing grounded here at all."])
+    events = list(_recommender(small_index, embedder, llm).recommend_events(history=STAR_WARS, k=3))
+    response = events[-1]["response"]
+    assert response.reply_by == "template" and response.fallback
+    assert "".join(e["text"] for e in events if e["type"] == "delta") == response.reply
