@@ -60,6 +60,11 @@ class LoadedIndex:
         self.query_vectors = q
 
     @cached_property
+    def titles(self) -> dict[str, str]:
+        """Item id to title, for prompts and grounding checks."""
+        return {item_id: entry.title for item_id, entry in self.entries.items()}
+
+    @cached_property
     def text_vectors(self) -> dict[str, np.ndarray]:
         items = self.store.get_all("items", include=["embeddings"])
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(items["ids"], items["embeddings"],

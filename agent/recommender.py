@@ -99,10 +99,9 @@ class Recommender:
         rerank_config = self.settings.rerank
         reranker = None
         if self.llm is not None:
-            titles = {i: e.title for i, e in self.index.entries.items()}
-            reranker = LLMReranker(self.llm, titles, rerank_config.permutations, rerank_config.history_window,
-                                   rerank_config.batch_size, load_prompt(rerank_config.prompt,
-                                                                         rerank_config.prompt_version))
+            template = load_prompt(rerank_config.prompt, rerank_config.prompt_version)
+            reranker = LLMReranker(self.llm, self.index.titles, rerank_config.permutations,
+                                   rerank_config.history_window, rerank_config.batch_size, template)
         retrieved = time.perf_counter()
         order, rank_problem = safe_rerank(self.llm, reranker.rerank if reranker else None, seen,
                                           [c.id for c in found[:rerank_config.candidates]])
@@ -121,7 +120,7 @@ class Recommender:
             recent = [self.index.entries[h].title for h in seen[-3:] if h in self.index.entries]
             request = query or ("more like " + ", ".join(recent) if recent else "recommendations")
             cited = [self.index.entries[e].title for item in items for e in item.evidence if e in self.index.entries]
-            catalog = [e.title for e in self.index.entries.values()]
+            catalog = list(self.index.titles.values())
             try:
                 if stream:
                     pieces = []

@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from agent.catalog import LoadedIndex
@@ -141,13 +140,18 @@ def template_reply(items: Sequence[Recommendation]) -> str:
     return "\n".join(lines)
 
 
+def _reply_prompt(request: str, items: Sequence[Recommendation]) -> tuple[dict[str, str], str]:
+    """The labels shown to the LLM (label -> title) and the rendered reply prompt."""
+    shown = {LABELS[i]: item.title for i, item in enumerate(items)}
+    prompt = load_prompt("reply").render(request=request, items=[
+        {"label": LABELS[i], "title": item.title, "reason": item.reason} for i, item in enumerate(items)])
+    return shown, prompt
+
+
 def write_reply(llm: LLM, request: str, items: Sequence[Recommendation], catalog_titles: Sequence[str],
                 evidence_titles: Sequence[str] = (), attempts: int = 2) -> str | None:
     """The LLM's reply with labels turned into titles, or None if nothing grounded came back."""
-    shown = {LABELS[i]: item.title for i, item in enumerate(items)}
-    template = load_prompt("reply")
-    prompt = template.render(request=request, items=[{"label": LABELS[i], "title": item.title,
-                                                      "reason": item.reason} for i, item in enumerate(items)])
+    shown, prompt = _reply_prompt(request, items)
     for attempt in range(attempts):
         suffix = "" if attempt == 0 else "\nUse only the labels above, like [A].\n"
         raw = llm.complete([prompt + suffix], max_tokens=160, stop=["\n\n\n"])[0]
@@ -171,9 +175,7 @@ def stream_reply(llm: LLM, request: str, items: Sequence[Recommendation], catalo
 
     Each sentence passes the same check as `write_reply`; a sentence that fails is dropped, never shown.
     """
-    shown = {LABELS[i]: item.title for i, item in enumerate(items)}
-    prompt = load_prompt("reply").render(request=request, items=[
-        {"label": LABELS[i], "title": item.title, "reason": item.reason} for i, item in enumerate(items)])
+    shown, prompt = _reply_prompt(request, items)
     buffer, emitted = "", False
 
     def grounded(text: str) -> Iterator[str]:
@@ -202,11 +204,3 @@ def safe_rerank(llm: LLM | None, rerank: Any, history: Sequence[str], ids: Seque
     if result.scored == 0:
         return list(ids), "the LLM scored none of the candidates"
     return result.order, None
-
-
-def softmax_scores(scores: Sequence[float]) -> list[float]:
-    values = np.asarray(scores, dtype=np.float64)
-    if values.size == 0:
-        return []
-    exp = np.exp(values - values.max())
-    return [float(v) for v in exp / exp.sum()]

@@ -75,9 +75,9 @@ def rerank_cases(recommender: Recommender, cases: Sequence[Case], settings: Sett
         shown = [list(c.candidates or []) for c in cases]
     else:
         shown = rank_cases(recommender, cases, "fused", k=config.candidates, progress=progress)
-    titles = {i: e.title for i, e in recommender.index.entries.items()}
     template = load_prompt(config.prompt, config.prompt_version)
-    reranker = LLMReranker(llm, titles, config.permutations, config.history_window, config.batch_size, template)
+    reranker = LLMReranker(llm, recommender.index.titles, config.permutations, config.history_window,
+                           config.batch_size, template)
     with tqdm(total=len(cases), desc=f"reranking ({llm.name})", unit="user", disable=not progress) as bar:
         results = reranker.rerank([(c.history, s) for c, s in zip(cases, shown, strict=True)],
                                   bar.update)
