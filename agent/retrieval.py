@@ -8,7 +8,7 @@ reciprocal rank fusion. Generators are looked up by exact name in GENERATORS.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,11 +35,6 @@ class Context:
     index: LoadedIndex
     config: RetrievalConfig
     encode_query: Callable[[str], np.ndarray] | None = None
-    _groups_cache: dict[int, list[np.ndarray]] = field(default_factory=dict)
-
-    def positions(self, request: Request) -> np.ndarray:
-        known = [self.index.position[i] for i in request.history if i in self.index.position]
-        return np.asarray(known, dtype=np.int64)
 
     def groups(self, request: Request) -> list[np.ndarray]:
         """The history's time groups (items sharing a timestamp), oldest first."""
