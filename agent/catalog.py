@@ -6,7 +6,6 @@ item-to-item graphs and the query-side vectors live in memory because each reque
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -15,8 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from agent.filters import Filters, matches
-from index.errors import IndexStateError
-from index.store import IndexStore, decode_neighbors
+from index.store import IndexStore
 
 
 @dataclass(frozen=True)
@@ -32,32 +30,52 @@ class LoadedIndex:
     def __init__(self, store: IndexStore) -> None:
         self.store = store
         self.state = store.require_complete()
-        items = store.get_all("items", include=["metadatas"])
-        self.entries: dict[str, CatalogEntry] = {}
-        for item_id, meta in zip(items["ids"], items["metadatas"], strict=True):
-            meta = meta or {}
-            self.entries[item_id] = CatalogEntry(item_id, str(meta.get("title", item_id)),
-                                                 json.loads(meta.get("_attrs", "{}")))
-        collab = store.get_all("collab", include=["metadatas"])
-        self.ids: list[str] = list(collab["ids"])
+        self.entries: dict[str, CatalogEntry] = {row.id: CatalogEntry(row.id, row.title, row.attributes)
+                                                 for row in store.catalog()}
+        graph = store.collab_graph()
+        self.ids: list[str] = graph.ids
         self.position = {item_id: i for i, item_id in enumerate(self.ids)}
         n = len(self.ids)
-        self.popularity = np.zeros(n, dtype=np.float32)
-        cooc_rows: list[tuple[int, int, float]] = []
-        next_rows: list[tuple[int, int, float]] = []
-        for pos, meta in enumerate(collab["metadatas"]):
-            meta = meta or {}
-            self.popularity[pos] = float(meta.get("popularity", 0.0))
-            cooc_rows.extend((pos, self.position[j], w) for j, w in decode_neighbors(meta.get("cooc", "")))
-            next_rows.extend((pos, self.position[j], w) for j, w in decode_neighbors(meta.get("next", "")))
-        self.cooccurrence = _sparse(cooc_rows, n)
-        self.transitions = _sparse(next_rows, n)
-        query = store.get_all("collabq", include=["embeddings"])
-        order = [self.position[i] for i in query["ids"]]
-        q = np.zeros((n, len(query["embeddings"][0]) if query["embeddings"] else 0), dtype=np.float32)
-        if len(order):
-            q[order] = np.asarray(query["embeddings"], dtype=np.float32)
+        self.popularity = graph.popularity
+        self.cooccurrence = _sparse([(pos, self.position[j], w) for pos, row in enumerate(graph.cooccurrence)
+                                     for j, w in row], n)
+        self.transitions = _sparse([(pos, self.position[j], w) for pos, row in enumerate(graph.transitions)
+                                    for j, w in row], n)
+        query_ids, query = store.vectors("collab_query")
+        q = np.zeros((n, query.shape[1] if query.size else 0), dtype=np.float32)
+        if query_ids:
+            q[[self.position[i] for i in query_ids]] = query
         self.query_vectors = q
+
+    @property
+    def noun(self) -> str:
+        """What one item is ("movie", "artist", "item"), as the dataset's loader named it."""
+        return str(self.state.get("item_noun") or "item")
+
+    @cached_property
+    def popularity_percentile(self) -> np.ndarray:
+        """Each position's popularity as a percentile in [0, 1] (1 = the most popular item)."""
+        order = np.argsort(np.argsort(self.popularity, kind="stable"), kind="stable")
+        return order / max(len(order) - 1, 1)
+
+    @cached_property
+    def descriptive_attribute(self) -> str | None:
+        """The categorical attribute most items have (genres for movies, tags for artists), or None."""
+        coverage: dict[str, int] = {}
+        values: dict[str, set[str]] = {}
+        for entry in self.entries.values():
+            for key, value in entry.attributes.items():
+                if isinstance(value, (list, str)) and value:
+                    coverage[key] = coverage.get(key, 0) + 1
+                    values.setdefault(key, set()).update(value if isinstance(value, list) else [value])
+        # an attribute with a value per item (a SKU name, say) describes nothing shared
+        uses: dict[str, int] = {}
+        for entry in self.entries.values():
+            for k, value in entry.attributes.items():
+                if k in values:
+                    uses[k] = uses.get(k, 0) + (len(value) if isinstance(value, list) else 1)
+        shared = [k for k in coverage if uses[k] >= 2 * len(values[k])]
+        return max(shared, key=lambda k: (coverage[k], k)) if shared else None
 
     @cached_property
     def titles(self) -> dict[str, str]:
@@ -66,9 +84,8 @@ class LoadedIndex:
 
     @cached_property
     def text_vectors(self) -> dict[str, np.ndarray]:
-        items = self.store.get_all("items", include=["embeddings"])
-        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(items["ids"], items["embeddings"],
-                                                                    strict=True)}
+        ids, matrix = self.store.vectors("text")
+        return dict(zip(ids, matrix, strict=True))
 
     def allowed(self, filters: Filters | None) -> set[str] | None:
         """Item ids passing the filters, or None when there are no filters."""
@@ -77,11 +94,8 @@ class LoadedIndex:
         return {i for i, entry in self.entries.items() if matches(entry.attributes, filters)}
 
     def user_history(self, user: str) -> tuple[list[str], list[int]]:
-        got = self.store.collection("users").get(ids=[user], include=["documents"])
-        if not got["ids"]:
-            raise IndexStateError(f"unknown user {user!r} in index {self.store.namespace!r}")
-        pairs = json.loads(got["documents"][0])
-        return [str(i) for i, _ in pairs], [int(t) for _, t in pairs]
+        """A known user's items and timestamps, oldest first (UnknownUser otherwise)."""
+        return self.store.user_history(user)
 
 
 def _sparse(triples: list[tuple[int, int, float]], n: int) -> sp.csr_matrix:

@@ -10,12 +10,12 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from index.errors import RecagentError
+from core.errors import InvalidRequest
 
 Filters = Mapping[str, Any]
 
 
-class FilterError(RecagentError):
+class FilterError(InvalidRequest):
     """A filter with an unknown operator or a value of the wrong shape."""
 
 

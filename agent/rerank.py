@@ -1,30 +1,35 @@
 """Listwise reranking with a verbalizer (LlamaRec): one prompt per list, one forward pass, no generation.
 
-The candidates are labelled A, B, C, ...; the log-probability of each label as the next token orders
-the whole list. Permutation averaging (optional) shows the list in several orders and averages each
-item's score, to cancel position bias. Every prompt of a batch goes to the backend in one call, so a
-vLLM server batches them.
+The candidates are labelled A, B, C, ... (core.labels); the log-probability of each label as the next
+token orders the whole list. Permutation averaging (optional) shows the list in several orders and
+averages each item's score, to cancel position bias. Every prompt of a batch goes to the backend in one
+call, so a vLLM server batches them. The prompt names the catalog's item noun, shows the user's request
+when there is one and, from version 3 on, the evidence the retriever has next to each title.
 """
 
 from __future__ import annotations
 
-import string
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from agent.catalog import LoadedIndex
+from agent.evidence import candidate_facts
 from agent.llm.base import LLM
-from prompts.loader import PromptTemplate, load_prompt
+from core.labels import LABELS, MAX_LABELLED
+from prompts.loader import PromptTemplate
 
-LABELS = tuple(string.ascii_uppercase[:20])
-MAX_CANDIDATES = len(LABELS)
+MAX_CANDIDATES = MAX_LABELLED
+TITLE_CHARS = 60  # LlamaRec cuts titles to 32 tokens; this is shorter still
 
 
 @dataclass(frozen=True)
 class RerankInput:
     history_titles: Sequence[str]  # oldest first; the prompt shows the last `history_window`
-    candidates: Sequence[tuple[str, str]]  # (item id, title) in the retriever's order
+    candidates: Sequence[tuple[str, str, str]]  # (item id, title, evidence) in the retriever's order
+    request: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,30 +50,44 @@ def permutations(n: int, count: int, seed: int = 0) -> list[list[int]]:
     return orders[:count]
 
 
-def build_prompts(item: RerankInput, template: PromptTemplate, count: int,
+_ASIDE = re.compile(r"(?<=\S)\s*\((?!\d{4}\)\s*$)[^()]*\)")  # a parenthesis that is not a trailing "(1999)"
+
+
+def short_title(title: str) -> str:
+    """The title without asides such as original-language titles, cut to TITLE_CHARS."""
+    title = _ASIDE.sub("", title).strip() or title
+    return title if len(title) <= TITLE_CHARS else title[:TITLE_CHARS - 1].rstrip() + "…"
+
+
+def render_prompt(template: PromptTemplate, item: RerankInput, order: Sequence[int], noun: str,
+                  history_window: int = 10) -> str:
+    """The prompt that shows `item`'s candidates in `order` (slot -> candidate index)."""
+    shown = [{"label": LABELS[slot], "title": short_title(item.candidates[i][1]), "facts": item.candidates[i][2]}
+             for slot, i in enumerate(order)]
+    history = [short_title(t) for t in list(item.history_titles)[-history_window:]]
+    return template.render(noun=noun, history=history, request=(item.request or "").strip()[:300],
+                           candidates=shown)
+
+
+def build_prompts(item: RerankInput, template: PromptTemplate, count: int, noun: str = "item",
                   history_window: int = 10) -> tuple[list[str], list[list[int]]]:
     if len(item.candidates) > MAX_CANDIDATES:
         raise ValueError(f"at most {MAX_CANDIDATES} candidates per list, got {len(item.candidates)}")
     orders = permutations(len(item.candidates), count)
-    prompts = []
-    for order in orders:
-        shown = [{"label": LABELS[slot], "title": item.candidates[i][1]} for slot, i in enumerate(order)]
-        prompts.append(template.render(history=list(item.history_titles)[-history_window:], candidates=shown))
-    return prompts, orders
+    return [render_prompt(template, item, order, noun, history_window) for order in orders], orders
 
 
-def rerank_by_label_logprobs(llm: LLM, items: Sequence[RerankInput], permutation_count: int = 1,
-                             template: PromptTemplate | None = None) -> list[RerankResult]:
+def rerank_by_label_logprobs(llm: LLM, items: Sequence[RerankInput], template: PromptTemplate,
+                             permutation_count: int = 1, noun: str = "item", history_window: int = 10,
+                             adapter: str | None = None) -> list[RerankResult]:
     """Rerank many lists with one backend call. Ties (and unscored labels) keep the retriever's order."""
-    template = template or load_prompt("rerank_listwise")
     all_prompts: list[str] = []
     layout: list[list[list[int]]] = []
     for item in items:
-        prompts, orders = build_prompts(item, template, permutation_count)
+        prompts, orders = build_prompts(item, template, permutation_count, noun, history_window)
         all_prompts.extend(prompts)
         layout.append(orders)
-    labels = LABELS[:MAX_CANDIDATES]
-    scores_per_prompt = llm.label_logprobs(all_prompts, labels) if all_prompts else []
+    scores_per_prompt = llm.label_logprobs(all_prompts, LABELS, adapter=adapter) if all_prompts else []
     results = []
     cursor = 0
     for item, orders in zip(items, layout, strict=True):
@@ -90,28 +109,49 @@ def rerank_by_label_logprobs(llm: LLM, items: Sequence[RerankInput], permutation
     return results
 
 
-class LLMReranker:
-    """Reranks candidate lists of catalog item ids with an LLM, in batches of prompts."""
+@dataclass(frozen=True)
+class RerankList:
+    """One list to rerank: the history (ids, oldest first), candidate ids in retriever order, a request."""
 
-    def __init__(self, llm: LLM, titles: dict[str, str], permutations: int = 1, history_window: int = 10,
-                 batch_size: int = 16, template: PromptTemplate | None = None) -> None:
+    history: Sequence[str]
+    candidates: Sequence[str]
+    request: str | None = None
+
+
+def rerank_inputs(index: LoadedIndex, lists: Sequence[RerankList], history_window: int = 10) -> list[RerankInput]:
+    """Titles and evidence for each list, read from the index."""
+    inputs = []
+    for entry in lists:
+        titles = index.titles
+        facts = candidate_facts(index, entry.history, entry.candidates)
+        inputs.append(RerankInput([titles.get(i, i) for i in list(entry.history)[-history_window:]],
+                                  [(c, titles.get(c, c), f) for c, f in zip(entry.candidates, facts, strict=True)],
+                                  entry.request))
+    return inputs
+
+
+class LLMReranker:
+    """Reranks candidate lists of catalog item ids with an LLM (and optionally a LoRA adapter), in batches."""
+
+    def __init__(self, llm: LLM, index: LoadedIndex, template: PromptTemplate, permutations: int = 1,
+                 history_window: int = 10, batch_size: int = 16, adapter: str | None = None) -> None:
         self.llm = llm
-        self.titles = titles
+        self.index = index
+        self.template = template
         self.permutations = permutations
         self.history_window = history_window
         self.batch_size = batch_size
-        self.template = template or load_prompt("rerank_listwise")
+        self.adapter = adapter
 
-    def rerank(self, lists: Sequence[tuple[Sequence[str], Sequence[str]]],
-               progress: Callable[[int], object] | None = None) -> list[RerankResult]:
-        """`lists` holds (history ids oldest first, candidate ids in retriever order) pairs."""
-        inputs = [RerankInput([self.titles.get(i, i) for i in list(history)[-self.history_window:]],
-                              [(c, self.titles.get(c, c)) for c in candidates]) for history, candidates in lists]
+    def rerank(self, lists: Sequence[RerankList], progress: Callable[[int], object] | None = None
+               ) -> list[RerankResult]:
+        inputs = rerank_inputs(self.index, lists, self.history_window)
         results: list[RerankResult] = []
         step = max(1, self.batch_size // self.permutations)
         for start in range(0, len(inputs), step):
             chunk = inputs[start:start + step]
-            results.extend(rerank_by_label_logprobs(self.llm, chunk, self.permutations, self.template))
+            results.extend(rerank_by_label_logprobs(self.llm, chunk, self.template, self.permutations,
+                                                    self.index.noun, self.history_window, self.adapter))
             if progress:
                 progress(len(chunk))
         return results

@@ -1,51 +1,34 @@
-"""Grounded recommendations: ranked catalog items, each with an evidence-based reason, and a reply.
+"""Grounded replies: the LLM writes about already-ranked items, and only grounded sentences survive.
 
-The LLM may rerank the candidates and write the reply, but it cannot add items: the reply names items
-only through labels that recagent maps to the ranked items, and every sentence that names anything
-else (an invented or unranked title, an unknown label) or carries instructions is dropped. When the
-LLM is down, slow or returns garbage, the retriever's order and templated sentences are used, and the
-response says so in `fallback`.
+The reply names items only through labels that recagent maps to the ranked items. A sentence is
+dropped when it cites no label or an unknown one, names any other catalog title or an invented
+"Title (YYYY)", carries instructions, copies the prompt's own instructions or the user's message, repeats
+an earlier sentence, or only cites items an earlier sentence already covered. Generation stops early
+once the first sentences all fail, instead of running to the end. When nothing grounded remains the
+reply is templated from the evidence, which never quotes the user either.
 """
 
 from __future__ import annotations
 
 import re
-import string
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass, field
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ValidationInfo, field_validator
 
-from agent.catalog import LoadedIndex
-from agent.llm.base import LLM, LLMError
-from prompts.loader import load_prompt
+from agent.events import Recommendation
+from agent.llm.base import LLM
+from core.labels import LABELS
+from prompts.loader import PromptTemplate
 
-LABELS = string.ascii_uppercase
 _LABEL = re.compile(r"\[([A-Za-z0-9]{1,3})\]")
 _TITLE_WITH_YEAR = re.compile(r"[A-Z][^.!?\[\]]{1,80}?\(\d{4}\)")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 _INSTRUCTION = re.compile(r"ignore (all |any )?(previous|prior|above)|system prompt|instructions?:|you are now|"
-                          r"disregard|<\s*/?\s*(system|start_of_turn)", re.IGNORECASE)
-
-
-class Recommendation(BaseModel):
-    id: str
-    title: str
-    score: float
-    reason: str
-    evidence: list[str] = Field(default_factory=list, description="history items and attributes cited")
-    attributes: dict[str, Any] = Field(default_factory=dict)
-
-
-class RecommendationResponse(BaseModel):
-    items: list[Recommendation]
-    reply: str
-    reranked_by: str = Field(description="'llm' or 'retriever'")
-    reply_by: str = Field(description="'llm' or 'template'")
-    fallback: bool = Field(description="true when the LLM could not be used for ranking or the reply")
-    fallback_reason: str | None = None
-    timings: dict[str, float] = Field(default_factory=dict, description="seconds: retrieval, rerank, reply")
+                          r"disregard|<\s*/?\s*(system|start_of_turn|end_of_turn)", re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9']+")
+RETRY_SUFFIX = "\nUse only the labels above, like [A].\n"
 
 
 class GroundedReply(BaseModel):
@@ -66,141 +49,166 @@ class GroundedReply(BaseModel):
         return sentences
 
 
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+def _ngrams(words: Sequence[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
 def _titles_in(text: str, titles: Sequence[str]) -> set[str]:
     lowered = text.casefold()
     return {t for t in titles if len(t) >= 5 and t.casefold() in lowered}
 
 
-def clean_reply(raw: str, shown: dict[str, str], catalog_titles: Sequence[str],
-                evidence_titles: Sequence[str] = ()) -> list[str]:
-    """Keep the sentences that cite only shown labels and name no other item (history items cited as
-    evidence excepted)."""
-    kept = []
-    allowed_titles = {t.casefold() for t in [*shown.values(), *evidence_titles]}
-    for sentence in _SENTENCE.split(raw.strip()):
-        sentence = sentence.strip()
+@dataclass
+class Grounding:
+    """What a reply may say, and the state that spots repetition across its sentences."""
+
+    shown: dict[str, str]  # label -> title
+    catalog_titles: Sequence[str]
+    evidence_titles: Sequence[str] = ()
+    instructions: str = ""  # the prompt's own words (never to be parroted)
+    user_message: str = ""  # never quoted back
+    seen_sentences: set[str] = field(default_factory=set)
+    cited: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        allowed = [*self.shown.values(), *self.evidence_titles]
+        self._allowed = {t.casefold() for t in allowed}
+        strip = sorted(allowed, key=len, reverse=True)
+        self._forbidden = [(_ngrams(_words(self._without(self.instructions, strip)), 5), 5),
+                           (_ngrams(_words(self._without(self.user_message, strip)), 6), 6)]
+        self._strip = strip
+
+    @staticmethod
+    def _without(text: str, titles: Sequence[str]) -> str:
+        for title in titles:
+            text = re.sub(re.escape(title), " ", text, flags=re.IGNORECASE)
+        return text
+
+    def problem(self, sentence: str) -> str | None:
+        """Why this sentence must be dropped, or None when it is grounded (and new)."""
         labels = _LABEL.findall(sentence)
-        if not sentence or not labels or any(label not in shown for label in labels):
-            continue
+        if not labels:
+            return "cites no item"
+        if any(label not in self.shown for label in labels):
+            return "cites an unknown label"
         if _INSTRUCTION.search(sentence):
-            continue
+            return "carries instructions"
         without_labels = _LABEL.sub(" ", sentence)
-        named = {t.casefold() for t in _titles_in(without_labels, catalog_titles)}
+        named = {t.casefold() for t in _titles_in(without_labels, self.catalog_titles)}
         named |= {m.strip().casefold() for m in _TITLE_WITH_YEAR.findall(without_labels)}
-        if any(not any(n in a or a in n for a in allowed_titles) for n in named):
-            continue  # names an item that is not among the recommendations, or an invented one
-        kept.append(sentence)
-    return kept
+        if any(not any(n in a or a in n for a in self._allowed) for n in named):
+            return "names an item that was not recommended"
+        words = _words(self._without(without_labels, self._strip))
+        for grams, n in self._forbidden:
+            if grams & _ngrams(words, n):
+                return "copies the prompt or the user's message"
+        key = " ".join(_words(sentence))
+        if key in self.seen_sentences:
+            return "repeats a sentence"
+        if set(labels) <= self.cited:
+            return "repeats items already covered"
+        for title in self.shown.values():
+            if len(title) >= 4 and sentence.casefold().count(title.casefold()) > 1:
+                return "repeats a title"
+        return None
+
+    def accept(self, sentence: str) -> bool:
+        if self.problem(sentence) is not None:
+            return False
+        self.seen_sentences.add(" ".join(_words(sentence)))
+        self.cited.update(_LABEL.findall(sentence))
+        return True
+
+    def render(self, sentence: str) -> str:
+        """Labels replaced by the titles they stand for."""
+        return _LABEL.sub(lambda m: self.shown[m.group(1)], sentence)
 
 
-def evidence_for(index: LoadedIndex, item_id: str, history: Sequence[str], query: str | None
-                 ) -> tuple[str, list[str]]:
-    """A templated reason from the data: related history items (co-occurrence) and shared attributes."""
-    evidence: list[str] = []
-    parts: list[str] = []
-    position = index.position.get(item_id)
-    related: list[tuple[float, str]] = []
-    if position is not None:
-        for h in history[-50:]:
-            hp = index.position.get(h)
-            if hp is not None:
-                weight = float(index.cooccurrence[hp, position])
-                if weight > 0:
-                    related.append((weight, h))
-    related.sort(reverse=True)
-    picks = [h for _, h in related[:2]]
-    if picks:
-        names = [index.entries[h].title for h in picks if h in index.entries]
-        parts.append("people who liked " + " and ".join(names) + " also liked it")
-        evidence += picks
-    genres = index.entries[item_id].attributes.get("genres", []) if item_id in index.entries else []
-    if isinstance(genres, list) and genres and history:
-        counts: Counter[str] = Counter()
-        for h in history[-20:]:
-            h_genres = index.entries[h].attributes.get("genres", []) if h in index.entries else []
-            counts.update(g for g in h_genres if g in genres)
-        shared = [g for g, _ in counts.most_common(2)]
-        if shared:
-            parts.append("it is " + " and ".join(shared) + ", like much of what you watched")
-            evidence += [f"genre:{g}" for g in shared]
-    if query:
-        parts.append(f"it fits your request ({query.strip()[:60]})")
-        evidence.append("query")
-    if not parts:
-        parts.append("it is popular with people whose taste is close to yours")
-    reason = "; ".join(parts)
-    return reason[0].upper() + reason[1:] + ".", evidence
+def clean_reply(raw: str, shown: dict[str, str], catalog_titles: Sequence[str],
+                evidence_titles: Sequence[str] = (), instructions: str = "", user_message: str = "") -> list[str]:
+    """The grounded sentences of a whole reply, labels kept."""
+    grounding = Grounding(shown, catalog_titles, evidence_titles, instructions, user_message)
+    return [s.strip() for s in _SENTENCE.split(raw.strip()) if s.strip() and grounding.accept(s.strip())]
 
 
-def template_reply(items: Sequence[Recommendation]) -> str:
+def template_reply(items: Sequence[Recommendation], noun: str = "item") -> str:
     if not items:
-        return "I found nothing that matches; try fewer constraints."
+        return f"I found no {noun} that matches; try fewer constraints."
     lines = [f"Here are {len(items)} picks for you:"]
     lines += [f"{n}. {item.title} — {item.reason}" for n, item in enumerate(items, start=1)]
     return "\n".join(lines)
 
 
-def _reply_prompt(request: str, items: Sequence[Recommendation]) -> tuple[dict[str, str], str]:
-    """The labels shown to the LLM (label -> title) and the rendered reply prompt."""
-    shown = {LABELS[i]: item.title for i, item in enumerate(items)}
-    prompt = load_prompt("reply").render(request=request, items=[
-        {"label": LABELS[i], "title": item.title, "reason": item.reason} for i, item in enumerate(items)])
-    return shown, prompt
+class ReplyWriter:
+    """Asks the LLM (with the reply adapter, if any) for one sentence per item, and keeps the grounded ones."""
 
+    def __init__(self, llm: LLM, template: PromptTemplate, catalog_titles: Sequence[str], noun: str = "item",
+                 adapter: str | None = None, max_items: int = 5, max_tokens: int = 160, give_up_after: int = 2,
+                 attempts: int = 2) -> None:
+        self.llm = llm
+        self.template = template
+        self.catalog_titles = catalog_titles
+        self.noun = noun
+        self.adapter = adapter
+        self.max_items = min(max_items, len(LABELS))
+        self.max_tokens = max_tokens
+        self.give_up_after = give_up_after
+        self.attempts = attempts
 
-def write_reply(llm: LLM, request: str, items: Sequence[Recommendation], catalog_titles: Sequence[str],
-                evidence_titles: Sequence[str] = (), attempts: int = 2) -> str | None:
-    """The LLM's reply with labels turned into titles, or None if nothing grounded came back."""
-    shown, prompt = _reply_prompt(request, items)
-    for attempt in range(attempts):
-        suffix = "" if attempt == 0 else "\nUse only the labels above, like [A].\n"
-        raw = llm.complete([prompt + suffix], max_tokens=160, stop=["\n\n\n"])[0]
+    def prompt(self, request: str, items: Sequence[Recommendation]) -> tuple[dict[str, str], str]:
+        """The labels shown to the LLM (label -> title) and the rendered prompt, for the first items."""
+        shown_items = list(items)[: self.max_items]
+        shown = {LABELS[i]: item.title for i, item in enumerate(shown_items)}
+        prompt = self.template.render(noun=self.noun, request=request, items=[
+            {"label": LABELS[i], "title": item.title, "reason": item.reason} for i, item in enumerate(shown_items)])
+        return shown, prompt
+
+    def sentences(self, request: str, items: Sequence[Recommendation], evidence_titles: Sequence[str] = (),
+                  user_message: str = "") -> Iterator[str]:
+        """Grounded sentences (titles in place of labels) as soon as each is written; a second attempt
+        with a reminder only if the first gave nothing."""
+        shown, prompt = self.prompt(request, items)
+        instructions = self.template.render(noun=self.noun, request="", items=[]) + RETRY_SUFFIX
+        for attempt in range(self.attempts):
+            grounding = Grounding(shown, self.catalog_titles, evidence_titles, instructions, user_message)
+            emitted = 0
+            for sentence in self._attempt(prompt + ("" if attempt == 0 else RETRY_SUFFIX), grounding):
+                emitted += 1
+                yield sentence
+            if emitted:
+                return
+
+    def _attempt(self, prompt: str, grounding: Grounding) -> Iterator[str]:
+        buffer, failed, accepted = "", 0, 0
+        pieces = self.llm.stream_complete(prompt, max_tokens=self.max_tokens, stop=["\n\n\n"], adapter=self.adapter)
         try:
-            reply = GroundedReply.model_validate({"sentences": clean_reply(raw, shown, catalog_titles,
-                                                                                 evidence_titles)},
-                                                 context={"allowed": list(shown)})
-        except ValueError:
-            continue
-        text = " ".join(reply.sentences)
-        return _LABEL.sub(lambda m: shown[m.group(1)], text)
-    return None
+            for piece in pieces:
+                buffer += piece
+                while (end := _SENTENCE_END.search(buffer)) is not None:
+                    sentence, buffer = buffer[: end.end()].strip(), buffer[end.end():]
+                    if not sentence:
+                        continue
+                    if grounding.accept(sentence):
+                        accepted += 1
+                        yield grounding.render(sentence)
+                    else:
+                        failed += 1
+                        if not accepted and failed >= self.give_up_after:
+                            return  # the first sentences are all ungrounded: stop generating
+            rest = buffer.strip()
+            if rest and grounding.accept(rest):
+                yield grounding.render(rest)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # stops the backend's generation when we stop early
 
-
-_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
-
-
-def stream_reply(llm: LLM, request: str, items: Sequence[Recommendation], catalog_titles: Sequence[str],
-                 evidence_titles: Sequence[str] = ()) -> Iterator[str]:
-    """The LLM's reply, one grounded sentence at a time as soon as it is written (labels -> titles).
-
-    Each sentence passes the same check as `write_reply`; a sentence that fails is dropped, never shown.
-    """
-    shown, prompt = _reply_prompt(request, items)
-    buffer, emitted = "", False
-
-    def grounded(text: str) -> Iterator[str]:
-        nonlocal emitted
-        for sentence in clean_reply(text, shown, catalog_titles, evidence_titles):
-            yield (" " if emitted else "") + _LABEL.sub(lambda m: shown[m.group(1)], sentence)
-            emitted = True
-
-    for piece in llm.stream_complete(prompt, max_tokens=160, stop=["\n\n\n"]):
-        buffer += piece
-        while (end := _SENTENCE_END.search(buffer)) is not None:
-            sentence, buffer = buffer[: end.end()], buffer[end.end():]
-            yield from grounded(sentence)
-    yield from grounded(buffer)
-
-
-def safe_rerank(llm: LLM | None, rerank: Any, history: Sequence[str], ids: Sequence[str]
-                ) -> tuple[list[str], str | None]:
-    """The LLM's order, or the retriever's with the reason the LLM could not be used."""
-    if llm is None or len(ids) < 2:
-        return list(ids), None if llm is not None else "no LLM configured"
-    try:
-        result = rerank([(history, ids)])[0]
-    except LLMError as exc:
-        return list(ids), str(exc)
-    if result.scored == 0:
-        return list(ids), "the LLM scored none of the candidates"
-    return result.order, None
+    def write(self, request: str, items: Sequence[Recommendation], evidence_titles: Sequence[str] = (),
+              user_message: str = "") -> str | None:
+        """The whole grounded reply, or None if nothing grounded came back."""
+        text = " ".join(self.sentences(request, items, evidence_titles, user_message))
+        return text or None

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from agent.catalog import LoadedIndex
 from agent.settings import RetrievalConfig
 from index.collab import time_groups
+from index.store import Space
 
 Ranked = list[tuple[str, float]]
 
@@ -30,11 +32,19 @@ class Request:
     allowed: frozenset[str] | None = None  # None: every item
 
 
+class QueryEncoder(Protocol):
+    def encode_query(self, text: str) -> np.ndarray:
+        """A normalised text vector in the index's text space."""
+        ...
+
+
 @dataclass
 class Context:
+    """What every generator reads: the loaded index, the retrieval settings and a text encoder."""
+
     index: LoadedIndex
     config: RetrievalConfig
-    encode_query: Callable[[str], np.ndarray] | None = None
+    encoder: QueryEncoder | None = None
 
     def groups(self, request: Request) -> list[np.ndarray]:
         """The history's time groups (items sharing a timestamp), oldest first."""
@@ -61,12 +71,12 @@ def _top_from_scores(ctx: Context, request: Request, scores: np.ndarray, n: int)
     return [(ids[p], float(scores[p])) for p in order]
 
 
-def _vector_query(ctx: Context, part: str, vector: np.ndarray, request: Request, n: int) -> Ranked:
+def _vector_query(ctx: Context, space: Space, vector: np.ndarray, request: Request, n: int) -> Ranked:
     if not np.any(vector):
         return []
     restrict = sorted(request.allowed) if request.allowed is not None else None
     fetch = n + len(request.exclude)
-    hits = ctx.index.store.query(part, vector[None, :], fetch, ids=restrict)[0]
+    hits = ctx.index.store.nearest(space, vector[None, :], fetch, ids=restrict)[0]
     return [(h.id, h.score) for h in hits if h.id not in request.exclude][:n]
 
 
@@ -121,15 +131,15 @@ def collab(ctx: Context, request: Request, n: int) -> Ranked:
 def text(ctx: Context, request: Request, n: int) -> Ranked:
     """Dense text similarity to the query and/or to the recent history's item texts."""
     vectors = []
-    if request.query and ctx.encode_query is not None:
-        vectors.append(ctx.encode_query(request.query))
+    if request.query and ctx.encoder is not None:
+        vectors.append(ctx.encoder.encode_query(request.query))
     recent = [i for i in list(request.history)[-ctx.config.recent_items:] if i in ctx.index.text_vectors]
     if recent:
         mean = np.mean([ctx.index.text_vectors[i] for i in recent], axis=0)
         vectors.append(mean / (np.linalg.norm(mean) or 1.0))
     if not vectors:
         return []
-    return _vector_query(ctx, "items", np.sum(vectors, axis=0), request, n)
+    return _vector_query(ctx, "text", np.sum(vectors, axis=0), request, n)
 
 
 Generator = Callable[[Context, Request, int], Ranked]

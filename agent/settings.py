@@ -11,18 +11,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.llm.base import LLMConfig
+from core.errors import SettingsError
 from index.config import DataConfig, IndexConfig
-from index.errors import RecagentError
 
 ENV_PREFIX = "RECAGENT_"
-
-
-class SettingsError(RecagentError):
-    """A setting that does not exist or has a wrong value."""
 
 
 class RetrievalConfig(BaseModel):
@@ -48,7 +44,30 @@ class RerankConfig(BaseModel):
     history_window: int = Field(10, ge=1, description="most recent history titles in the prompt")
     batch_size: int = Field(16, ge=1, description="prompts per backend call (the server batches them)")
     prompt: str = "rerank_listwise"
-    prompt_version: int | None = None
+    prompt_version: int | None = Field(None, description="default: the adapter's own (its manifest), else the newest")
+    adapter: str | None = Field("rerank", description="llm.adapters entry used for ranking; absent: the base model")
+
+
+class ReplyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = "reply"
+    prompt_version: int | None = Field(None, description="default: the adapter's own (its manifest), else the newest")
+    adapter: str | None = Field("reply", description="llm.adapters entry used for replies; absent: the base model")
+    max_items: int = Field(5, ge=1, le=20, description="items the LLM writes about (the rest are listed as items)")
+    max_tokens: int = Field(160, ge=16, le=1024)
+
+
+class ApiConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: SecretStr | None = Field(None, description="bearer token, required off loopback (RECAGENT_API_TOKEN)")
+    max_pending_turns: int = Field(16, ge=1, description="turns admitted at once; more get 503 + Retry-After")
+    turn_workers: int = Field(4, ge=1, description="threads that run turns (cheap routes have their own)")
+    turn_wait_s: float = Field(30.0, gt=0, description="how long a message waits for its conversation's "
+                                                        "previous turn before 409")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
+    shutdown_grace_s: float = Field(10.0, ge=0, description="how long SIGTERM waits for turns in progress")
 
 
 class Settings(BaseSettings):
@@ -61,6 +80,8 @@ class Settings(BaseSettings):
     retrieval: RetrievalConfig = RetrievalConfig()
     llm: LLMConfig = LLMConfig()
     rerank: RerankConfig = RerankConfig()
+    reply: ReplyConfig = ReplyConfig()
+    api: ApiConfig = ApiConfig()
     runs_dir: Path = Field(Path("runs"), description="where evaluation runs are saved")
 
     @classmethod
@@ -75,8 +96,9 @@ class Settings(BaseSettings):
         return (init_settings,)
 
 
-# Short aliases for the two settings people set most.
-_ENV_ALIASES = {"DATA_DIR": "data.data_dir", "DATASET": "data.dataset"}
+# Short aliases for the settings people set most, and for secrets kept out of argv.
+_ENV_ALIASES = {"DATA_DIR": "data.data_dir", "DATASET": "data.dataset", "API_TOKEN": "api.token",
+                "MODEL_CACHE": "llm.model_cache"}
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

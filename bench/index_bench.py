@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.assemble import index_dataset
 from agent.settings import Settings
-from index.build import build_index
 from index.embedder import Embedder
 from index.loaders import load_dataset
-from index.store import IndexStore, chroma_client
 from index.text import item_text
 
 
@@ -25,10 +24,10 @@ def bench_index(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     embedder.encode(texts)
     bare = time.perf_counter() - started
     with tempfile.TemporaryDirectory(prefix="recagent-bench-") as tmp:
-        config = settings.index.model_copy(update={"chroma": "embedded", "path": Path(tmp) / "chroma"})
-        store = IndexStore(chroma_client(config), "bench")
-        full = build_index(dataset, store, config, lambda: embedder, progress=False)
-        again = build_index(dataset, store, config, lambda: embedder, progress=False)
+        scratch = settings.model_copy(update={"index": settings.index.model_copy(
+            update={"chroma": "embedded", "path": Path(tmp) / "chroma"})})
+        full = index_dataset(scratch, dataset, embedder, progress=False)
+        again = index_dataset(scratch, dataset, embedder, progress=False)
     n = len(texts)
     return {
         "benchmark": "index", "dataset": dataset.name, "items": n,

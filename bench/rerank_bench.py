@@ -9,64 +9,68 @@ from typing import Any
 
 import numpy as np
 
+from agent.assemble import Agent, build_agent
 from agent.llm.backends import make_llm
-from agent.llm.base import LLM, Message
+from agent.llm.base import Message
 from agent.llm.model_files import resolve_model
-from agent.recommender import Recommender
-from agent.rerank import LABELS
+from agent.rerank import RerankInput, RerankList, render_prompt, rerank_inputs
 from agent.settings import Settings
+from core.labels import LABELS
 from prompts.loader import load_prompt
 
 
-def _lists(settings: Settings, count: int) -> list[tuple[list[str], list[str]]]:
-    """Distinct (history titles, 20 candidate titles) pairs for real users, so no prefix is shared."""
-    recommender = Recommender.open(settings)
-    users = recommender.index.store.get_all("users", include=[])["ids"][: count]
+def _lists(agent: Agent, count: int) -> list[RerankList]:
+    """Distinct (history, 20 candidates) lists for real users, so no prompt prefix is shared."""
     lists = []
-    for user in users:
-        history, _ = recommender.index.user_history(user)
-        titles = [recommender.index.entries[h].title for h in history[-10:]]
-        candidates = [c.title for c in recommender.candidates(user=user, k=20)]
-        lists.append((titles, candidates))
+    for user in agent.index.store.user_ids(limit=count):
+        history, _ = agent.index.user_history(user)
+        candidates = [c.id for c in agent.recommender.candidates(user=user, k=20)]
+        lists.append(RerankList(history, candidates))
     return lists
-
-
-def _render(name: str, history: list[str], candidates: list[str]) -> str:
-    return load_prompt(name).render(history=history, candidates=[{"label": LABELS[i], "title": t}
-                                                                  for i, t in enumerate(candidates)])
 
 
 def _stats(seconds: list[float]) -> dict[str, float]:
     return {"p50_s": round(float(np.percentile(seconds, 50)), 3), "p95_s": round(float(np.percentile(seconds, 95)), 3)}
 
 
-def _one_backend(llm: LLM, lists: list[tuple[list[str], list[str]]], tokenizer: Any,
-                 max_tokens: int) -> dict[str, Any]:
-    warm = _render("rerank_listwise", ["Warm-up (2000)"], ["A film (2001)", "Another film (2002)"])
-    llm.label_logprobs([warm], LABELS[:2])
-    llm.complete([warm], max_tokens=4)
+def _generate_prompt(agent: Agent, item: RerankInput) -> str:
+    """The yardstick: the same lists, reversed (no prefix-cache hits), ranked by generating titles."""
+    return load_prompt("rerank_generate").render(
+        noun=agent.index.noun, history=list(item.history_titles)[::-1],
+        candidates=[{"label": LABELS[i], "title": t} for i, (_, t, _) in enumerate(list(item.candidates)[::-1])])
+
+
+def _one_backend(agent: Agent, lists: list[RerankList], tokenizer: Any, max_tokens: int) -> dict[str, Any]:
+    llm, reranker = agent.llm, agent.reranker
+    assert llm is not None and reranker is not None
+    inputs = rerank_inputs(agent.index, lists)
+    warm = inputs[0]
+    llm.label_logprobs([render_prompt(reranker.template, warm, [1, 0], agent.index.noun)], LABELS,
+                       adapter=reranker.adapter)
+    llm.complete([_generate_prompt(agent, warm)], max_tokens=4)
     label_t, gen_t, label_tokens, gen_tokens = [], [], [], []
-    for history, candidates in lists:
-        prompt = _render("rerank_listwise", history, candidates)
+    for item in inputs:
+        prompt = render_prompt(reranker.template, item, range(len(item.candidates)), agent.index.noun)
         started = time.perf_counter()
-        llm.label_logprobs([prompt], LABELS[:len(candidates)])
+        llm.label_logprobs([prompt], LABELS, adapter=reranker.adapter)
         label_t.append(time.perf_counter() - started)
         label_tokens.append(len(tokenizer(prompt)["input_ids"]) + 1)
-    for history, candidates in lists:  # other prompts than above: no prefix cache hits
-        prompt = _render("rerank_generate", history[::-1], candidates[::-1])
+    for item in inputs:
+        prompt = _generate_prompt(agent, item)
         started = time.perf_counter()
         text = llm.complete([prompt], max_tokens=max_tokens)[0]
         gen_t.append(time.perf_counter() - started)
         gen_tokens.append(len(tokenizer(prompt)["input_ids"]) + len(tokenizer(text, add_special_tokens=False)
                                                                     ["input_ids"]))
-    messages: list[Message] = [{"role": "user", "content": f"In one sentence, why watch {lists[0][1][0]}?"}]
+    messages: list[Message] = [{"role": "user", "content": f"In one sentence, why watch {inputs[0].candidates[0][1]}?"}]
     started = time.perf_counter()
     first = None
     for _ in llm.stream_chat(messages, max_tokens=32):
         if first is None:
             first = time.perf_counter() - started
     label, gen = _stats(label_t), _stats(gen_t)
-    return {"label_logprobs": {**label, "tokens_per_request": round(float(np.mean(label_tokens)), 1)},
+    return {"adapter": reranker.adapter, "prompt": reranker.template.id,
+            "label_logprobs": {**label, "tokens_per_request": round(float(np.mean(label_tokens)), 1)},
             "generate_ranking": {**gen, "tokens_per_request": round(float(np.mean(gen_tokens)), 1)},
             "p50_ratio_generate_over_labels": round(gen["p50_s"] / label["p50_s"], 1),
             "time_to_first_reply_token_s": round(first or float("nan"), 3)}
@@ -75,8 +79,9 @@ def _one_backend(llm: LLM, lists: list[tuple[list[str], list[str]]], tokenizer: 
 def bench_rerank(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
-    lists = _lists(settings, args.lists)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(settings.llm.model))
+    base = build_agent(settings, llm=None)
+    lists = _lists(base, args.lists)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(settings.llm.model, settings.llm.model_cache))
     out: dict[str, Any] = {"benchmark": "rerank", "lists": len(lists), "candidates": 20,
                            "generate_max_tokens": args.max_tokens}
     for backend in args.backends.split(","):
@@ -86,10 +91,13 @@ def bench_rerank(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
             from agent.llm.serve import ServeOptions, start_server
 
             port = 8399
-            process = start_server(ServeOptions(model=settings.llm.model, port=port), timeout_s=900)
+            process = start_server(ServeOptions(model=settings.llm.model, port=port, model_cache=config.model_cache,
+                                                lora_modules=[f"{n}={f}" for n, f in config.adapters.items()]),
+                                   timeout_s=900)
             config = config.model_copy(update={"url": f"http://127.0.0.1:{port}"})
         try:
-            out[backend] = _one_backend(make_llm(config), lists, tokenizer, args.max_tokens)
+            agent = build_agent(settings, llm=make_llm(config), index=base.index, encoder=base.encoder)
+            out[backend] = _one_backend(agent, lists, tokenizer, args.max_tokens)
         finally:
             if process is not None:
                 from agent.llm.serve import stop_server

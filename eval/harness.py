@@ -6,7 +6,7 @@ import itertools
 import json
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,20 +14,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from agent.catalog import LoadedIndex
-from agent.llm.backends import make_llm
+from agent.assemble import Agent, build_agent, index_dataset, make_configured_llm
 from agent.llm.base import LLM
-from agent.recommender import Recommender
-from agent.rerank import LLMReranker
+from agent.rerank import RerankList
 from agent.retrieval import BASE_GENERATORS, Ranked, Request, fused_lists, reciprocal_rank_fusion
 from agent.settings import Settings
+from core.errors import InvalidRequest
 from eval.metrics import per_user_metrics, summarize
 from eval.protocols import PROTOCOLS, Case, Split
-from index.build import build_index
 from index.embedder import Embedder
 from index.loaders import load_dataset
-from index.store import IndexStore, chroma_client
-from prompts.loader import load_prompt
 
 RANKERS = ("popularity", "item2item", "text", "collab", "sequential", "fused")  # retrievers; "llm" reranks
 
@@ -35,52 +31,52 @@ RANKERS = ("popularity", "item2item", "text", "collab", "sequential", "fused")  
 @dataclass
 class Prepared:
     split: Split
-    recommender: Recommender
+    agent: Agent  # over the protocol's training part, without an LLM
     data_hash: str
 
 
 def prepare(settings: Settings, dataset: str, protocol: str, progress: bool = True,
-            embedder_factory: Callable[[], Embedder] | None = None) -> Prepared:
+            embedder: Embedder | None = None) -> Prepared:
     """Load the dataset, apply the protocol and build (or reuse) the index of its training part."""
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        raise InvalidRequest(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     data = load_dataset(dataset, settings.data.data_dir)
     split = PROTOCOLS[protocol](data)
-    store = IndexStore(chroma_client(settings.index), split.train.name)
-    factory = embedder_factory or (lambda: Embedder(settings.index.embedder))
-    build_index(split.train, store, settings.index, factory, progress=progress)
-    recommender = Recommender(LoadedIndex(store), settings, embedder_factory=factory)
-    return Prepared(split, recommender, data.content_hash())
+    index_dataset(settings, split.train, embedder, progress=progress, purpose="eval")
+    agent = build_agent(settings, namespace=split.train.name, llm=None, embedder=embedder)
+    return Prepared(split, agent, data.content_hash())
 
 
-def rank_cases(recommender: Recommender, cases: Sequence[Case], ranker: str, k: int = 20,
+def rank_cases(agent: Agent, cases: Sequence[Case], ranker: str, k: int = 20,
                progress: bool = True) -> list[list[str]]:
     """Each case's top-k by a retriever; a case with fixed candidates ranks only those."""
     rankings = []
     for case in tqdm(cases, desc=f"ranking ({ranker})", unit="user", disable=not progress):
-        found = recommender.candidates(history=case.history, timestamps=case.timestamps, k=k, ranker=ranker,
-                                       only=case.candidates)
+        found = agent.recommender.candidates(history=case.history, timestamps=case.timestamps, k=k, ranker=ranker,
+                                             only=case.candidates)
         rankings.append([c.id for c in found])
     return rankings
 
 
-def rerank_cases(recommender: Recommender, cases: Sequence[Case], settings: Settings, llm: LLM,
-                 progress: bool = True) -> tuple[list[list[str]], list[list[str]]]:
+def llm_agent(prepared: Prepared, llm: LLM) -> Agent:
+    """The evaluation agent with an LLM (and its adapters and prompts), sharing the loaded index."""
+    base = prepared.agent
+    return build_agent(base.settings, llm=llm, index=base.index, encoder=base.encoder)
+
+
+def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True) -> tuple[list[list[str]], list[list[str]]]:
     """The LLM ranker: the fused top-N (or the case's fixed candidates) reordered by the LLM.
 
     Returns (reranked lists, the lists the LLM saw in retriever order).
     """
-    config = settings.rerank
+    assert agent.reranker is not None and agent.llm is not None
     if cases and cases[0].candidates is not None:
         shown = [list(c.candidates or []) for c in cases]
     else:
-        shown = rank_cases(recommender, cases, "fused", k=config.candidates, progress=progress)
-    template = load_prompt(config.prompt, config.prompt_version)
-    reranker = LLMReranker(llm, recommender.index.titles, config.permutations, config.history_window,
-                           config.batch_size, template)
-    with tqdm(total=len(cases), desc=f"reranking ({llm.name})", unit="user", disable=not progress) as bar:
-        results = reranker.rerank([(c.history, s) for c, s in zip(cases, shown, strict=True)],
-                                  bar.update)
+        shown = rank_cases(agent, cases, "fused", k=agent.settings.rerank.candidates, progress=progress)
+    with tqdm(total=len(cases), desc=f"reranking ({agent.llm.name})", unit="user", disable=not progress) as bar:
+        results = agent.reranker.rerank([RerankList(c.history, s) for c, s in zip(cases, shown, strict=True)],
+                                        bar.update)
     return [r.order for r in results], shown
 
 
@@ -109,19 +105,21 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
     started = time.perf_counter()
     extra: dict[str, Any] = {}
     if ranker == "llm":
-        llm = llm or make_llm(settings.llm)
-        rankings, shown = rerank_cases(prepared.recommender, cases, settings, llm, progress)
+        llm = llm or make_configured_llm(settings)
+        if llm is None:
+            raise InvalidRequest("the llm ranker needs an LLM (llm.backend is 'none')")
+        agent = llm_agent(prepared, llm)
+        rankings, shown = rerank_cases(agent, cases, progress)
         inside = [i for i, (c, s) in enumerate(zip(cases, shown, strict=True)) if c.target in s]
-        extra = {"llm": {"backend": settings.llm.backend, "model": llm.name,
-                         "prompt": load_prompt(settings.rerank.prompt, settings.rerank.prompt_version).id,
-                         "permutations": settings.rerank.permutations},
+        extra = {"llm": {"backend": settings.llm.backend, "model": llm.name, "adapter": agent.rerank_adapter,
+                         "prompt": agent.prompts["rerank"], "permutations": settings.rerank.permutations},
                  "users_target_in_candidates": len(inside),
                  "metrics_target_in_candidates": _metrics([rankings[i] for i in inside],
                                                           [cases[i] for i in inside], bootstrap),
                  "retriever_metrics_target_in_candidates": _metrics([shown[i] for i in inside],
                                                                     [cases[i] for i in inside], bootstrap)}
     else:
-        rankings = rank_cases(prepared.recommender, cases, ranker, k=20, progress=progress)
+        rankings = rank_cases(prepared.agent, cases, ranker, k=20, progress=progress)
     seconds = time.perf_counter() - started
     return {"dataset": dataset, "protocol": prepared.split.protocol, "ranker": ranker, "split": split,
             "users": len(cases), "subset": bool(limit), "metrics": _metrics(rankings, cases, bootstrap), **extra,
@@ -140,7 +138,7 @@ def save_run(result: dict[str, Any], runs_dir: Path) -> Path:
 def tune_fusion(prepared: Prepared, grid: dict[str, Sequence[float]], rrf_ks: Sequence[float],
                 metric: str = "ndcg@10", progress: bool = True) -> dict[str, Any]:
     """Grid-search fusion weights and the RRF constant on the *validation* split only."""
-    ctx = prepared.recommender.context
+    ctx = prepared.agent.recommender.context
     cases = prepared.split.validation
     every = {name: 1.0 for name in grid}
     lists: list[dict[str, Ranked]] = []

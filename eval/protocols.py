@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.errors import RecagentError
 from index.collab import History, user_histories
 from index.dataset import Dataset
-from index.errors import RecagentError
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def leave_one_out(dataset: Dataset, min_count: int = 5) -> Split:
         test.append(_case(h, ids, len(h.items) - 1))
     train_frame = pd.concat(train_rows, ignore_index=True)
     train_frame["rating"] = np.nan
-    train = Dataset(f"{dataset.name}-loo", items, train_frame, dataset.files)
+    train = Dataset(f"{dataset.name}-loo", items, train_frame, dataset.files, item_noun=dataset.item_noun)
     counts = {"users": len(histories), "items": len(items), "interactions": len(frame)}
     return Split("loo", train, validation, test, counts)
 

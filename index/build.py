@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm import tqdm
 
 from index.collab import fit_collab, user_histories
 from index.config import IndexConfig
 from index.dataset import Dataset, Item
 from index.embedder import Embedder, embedder_name
-from index.store import IndexStore, batches, encode_neighbors
+from index.store import IndexStore, Purpose, batches
 from index.text import content_hash, item_text
 
 
@@ -42,19 +43,6 @@ class BuildReport:
         return dict(self.__dict__)
 
 
-def item_metadata(item: Item, digest: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"title": item.title, "_hash": digest, "_attrs": json.dumps(item.attributes)}
-    for key, value in item.attributes.items():
-        if key.startswith("_") or key == "title":
-            continue
-        if isinstance(value, list):
-            if value:
-                meta[key] = [str(v) for v in value]
-        else:
-            meta[key] = value
-    return meta
-
-
 def collab_fingerprint(dataset: Dataset, config: IndexConfig) -> str:
     h = hashlib.sha256(dataset.content_hash().encode())
     h.update(json.dumps([config.collab_dims, config.ease_lambda, config.neighbors, "v1"]).encode())
@@ -62,12 +50,14 @@ def collab_fingerprint(dataset: Dataset, config: IndexConfig) -> str:
 
 
 def build_index(dataset: Dataset, store: IndexStore, config: IndexConfig,
-                embedder_factory: Callable[[], Embedder], progress: bool = True) -> BuildReport:
+                embedder_factory: Callable[[], Embedder], progress: bool = True,
+                purpose: Purpose = "dataset") -> BuildReport:
+    """Bring the namespace up to date with `dataset`; `purpose` marks evaluation and training copies."""
     started = time.perf_counter()
     report = BuildReport(store.namespace, len(dataset.items))
     previous = store.state()
     report.repaired = previous.get("state") == "building"
-    store.set_state(state="building")
+    store.set_state(state="building", purpose=purpose)
 
     t0 = time.perf_counter()
     _sync_items(dataset, store, embedder_name(config.embedder), embedder_factory, report, progress)
@@ -82,16 +72,14 @@ def build_index(dataset: Dataset, store: IndexStore, config: IndexConfig,
     report.timings["collab"] = time.perf_counter() - t0
 
     store.set_state(state="complete", collab_hash=fingerprint, data_hash=dataset.content_hash(),
-                    items=len(dataset.items), embedder=embedder_name(config.embedder))
+                    items=len(dataset.items), embedder=embedder_name(config.embedder), item_noun=dataset.item_noun)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _sync_items(dataset: Dataset, store: IndexStore, model_name: str, embedder_factory: Callable[[], Embedder],
                 report: BuildReport, progress: bool) -> None:
-    collection = store.collection("items", create=True)
-    existing = store.get_all("items", include=["metadatas"])
-    old_hash = {i: (m or {}).get("_hash") for i, m in zip(existing["ids"], existing["metadatas"], strict=True)}
+    old_hash = store.item_hashes()
     embedder: Embedder | None = None
     pending: list[tuple[Item, str, str]] = []
     for item in dataset.items.values():
@@ -102,8 +90,7 @@ def _sync_items(dataset: Dataset, store: IndexStore, model_name: str, embedder_f
         else:
             pending.append((item, text, digest))
     removed = [i for i in old_hash if i not in dataset.items]
-    for window in batches(len(removed)):
-        collection.delete(ids=removed[window])
+    store.delete_items(removed)
     report.deleted = len(removed)
     bar = tqdm(total=len(pending), desc="embedding items", unit="item", disable=not progress or not pending)
     for window in batches(len(pending), 256):
@@ -111,48 +98,38 @@ def _sync_items(dataset: Dataset, store: IndexStore, model_name: str, embedder_f
         if embedder is None:
             embedder = embedder_factory()
         vectors = embedder.encode([text for _, text, _ in chunk])
-        collection.upsert(ids=[item.id for item, _, _ in chunk], embeddings=vectors,
-                          documents=[text for _, text, _ in chunk],
-                          metadatas=[item_metadata(item, digest) for item, _, digest in chunk])
+        store.upsert_items([item.id for item, _, _ in chunk], vectors, [text for _, text, _ in chunk],
+                           [item.title for item, _, _ in chunk], [item.attributes for item, _, _ in chunk],
+                           [digest for _, _, digest in chunk])
         bar.update(len(chunk))
     bar.close()
     report.embedded = len(pending)
+
+
+def _neighbors(matrix: sp.csr_matrix, pos: int, item_ids: list[str]) -> tuple[list[str], np.ndarray]:
+    start, end = matrix.indptr[pos], matrix.indptr[pos + 1]
+    return [item_ids[c] for c in matrix.indices[start:end]], matrix.data[start:end]
 
 
 def _write_collab(dataset: Dataset, store: IndexStore, config: IndexConfig, progress: bool) -> None:
     item_ids = list(dataset.items)
     histories = user_histories(dataset.interactions, item_ids)
     model = fit_collab(histories, item_ids, config)
-    for part in ("collab", "collabq", "users"):
-        store.drop(part)
-    collab = store.collection("collab", create=True, space="ip")
-    collab_q = store.collection("collabq", create=True, space="ip")
-    users = store.collection("users", create=True, space="cosine")
-    cooc, trans = model.cooccurrence, model.transitions
+    store.reset_collab()
     bar = tqdm(total=len(item_ids) + len(histories), desc="writing collaborative vectors", unit="row",
                disable=not progress)
     for window in batches(len(item_ids)):
-        ids = item_ids[window]
-        metas = []
-        for pos in range(window.start, window.stop):
-            c_cols = cooc.indices[cooc.indptr[pos]:cooc.indptr[pos + 1]]
-            c_vals = cooc.data[cooc.indptr[pos]:cooc.indptr[pos + 1]]
-            t_cols = trans.indices[trans.indptr[pos]:trans.indptr[pos + 1]]
-            t_vals = trans.data[trans.indptr[pos]:trans.indptr[pos + 1]]
-            metas.append({"popularity": float(model.popularity[pos]),
-                          "cooc": encode_neighbors([item_ids[c] for c in c_cols], c_vals),
-                          "next": encode_neighbors([item_ids[c] for c in t_cols], t_vals)})
-        collab.add(ids=ids, embeddings=model.item_vectors[window], metadatas=metas)
-        collab_q.add(ids=ids, embeddings=model.query_vectors[window])
-        bar.update(len(ids))
+        positions = range(window.start, window.stop)
+        store.add_collab(item_ids[window], model.item_vectors[window], model.query_vectors[window],
+                         model.popularity[window], [_neighbors(model.cooccurrence, p, item_ids) for p in positions],
+                         [_neighbors(model.transitions, p, item_ids) for p in positions])
+        bar.update(window.stop - window.start)
     for window in batches(len(histories)):
         chunk = histories[window]
         vectors = np.stack([model.history_vector(h.items, 0.9) for h in chunk])
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms > 0, norms, 1.0)
-        documents = [json.dumps([[item_ids[p], int(t)] for p, t in zip(h.items, h.timestamps, strict=True)],
-                                separators=(",", ":")) for h in chunk]
-        users.add(ids=[h.user for h in chunk], embeddings=vectors, documents=documents,
-                  metadatas=[{"interactions": len(h.items)} for h in chunk])
+        store.add_users([h.user for h in chunk], vectors,
+                        [[(item_ids[p], int(t)) for p, t in zip(h.items, h.timestamps, strict=True)] for h in chunk])
         bar.update(len(chunk))
     bar.close()

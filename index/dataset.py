@@ -34,6 +34,8 @@ class Dataset:
     interactions: pd.DataFrame
     files: list[Path] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    item_noun: str = "item"  # what the catalog holds ("movie", "artist"), for prompts and replies
+    notes: list[str] = field(default_factory=list)  # how the loader read it, e.g. file order for time
 
     def content_hash(self) -> str:
         """A hash of the catalog and interactions, saved with evaluation runs."""

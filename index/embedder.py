@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import RecagentError
 from index.config import EmbedderConfig
-from index.errors import RecagentError
 
 
 def embedder_name(config: EmbedderConfig) -> str:

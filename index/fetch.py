@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from index.errors import RecagentError
+from core.errors import RecagentError
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
 

@@ -11,11 +11,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.errors import DataError, DatasetNotFound
 from index.dataset import AttributeValue, Dataset, Item, interactions_frame, year_from_title
-from index.errors import DataError, DatasetNotFound
-from index.readers import Row, parse_float, parse_int, read_delimited, read_table
+from index.readers import Row, columns_of, parse_float, parse_int, read_delimited, read_table
 
 
 class GenericFormat(BaseModel):
@@ -32,9 +32,11 @@ class GenericFormat(BaseModel):
     list_separator: str = "|"
     user_column: str = "user_id"
     item_column: str = "item_id"
-    timestamp_column: str = "timestamp"
+    timestamp_column: str | None = Field("timestamp", description="'' or absent from the file: file order "
+                                                                   "stands in for time")
     rating_column: str | None = None
     encoding: str = "utf-8"
+    item_noun: str = Field("item", pattern=r"^[a-z][a-z -]{0,30}$", description="what one item is, e.g. 'product'")
 
 
 def _add_item(items: dict[str, Item], lines: dict[str, int], path: Path, line: int, item: Item) -> None:
@@ -99,7 +101,7 @@ def load_movielens_csv(folder: Path, name: str) -> Dataset:
                                     ratings, items, user="userId", item="movieId", timestamp="timestamp",
                                     rating="rating", skipped=skipped)
     files = [p for p in (movies, ratings, tags_path) if p.exists()]
-    return Dataset(name, items, interactions_frame(*columns), files, skipped)
+    return Dataset(name, items, interactions_frame(*columns), files, skipped, item_noun="movie")
 
 
 def load_movielens_100k(folder: Path, name: str) -> Dataset:
@@ -128,7 +130,7 @@ def load_movielens_100k(folder: Path, name: str) -> Dataset:
     interaction_columns = _collect_interactions(rows, data_path, items, user="user", item="item",
                                                 timestamp="timestamp", rating="rating", skipped=skipped)
     return Dataset(name, items, interactions_frame(*interaction_columns), [genre_path, item_path, data_path],
-                   skipped)
+                   skipped, item_noun="movie")
 
 
 def load_lastfm_hetrec(folder: Path, name: str) -> Dataset:
@@ -156,7 +158,8 @@ def load_lastfm_hetrec(folder: Path, name: str) -> Dataset:
                                                                                     "weight")),
                                     plays, items, user="userID", item="artistID", timestamp=None,
                                     rating="weight", skipped=skipped)
-    return Dataset(name, items, interactions_frame(*columns), [artists, tags, tagged, plays], skipped)
+    return Dataset(name, items, interactions_frame(*columns), [artists, tags, tagged, plays], skipped,
+                   item_noun="artist")
 
 
 def load_generic(spec: GenericFormat, name: str) -> Dataset:
@@ -185,15 +188,23 @@ def load_generic(spec: GenericFormat, name: str) -> Dataset:
             raise DataError(spec.catalog, f"empty {spec.title_column!r}", line=line)
         _add_item(items, lines, spec.catalog, line, Item(str(row[spec.id_column]).strip(), title, description,
                                                          attributes))
-    required_i = [spec.user_column, spec.item_column, spec.timestamp_column]
+    timestamp = spec.timestamp_column or None
+    notes: list[str] = []
+    if timestamp is not None and "timestamp_column" not in spec.model_fields_set and \
+            timestamp not in columns_of(spec.interactions, spec.encoding):
+        timestamp = None  # the default column is simply not there: file order, as for Last.fm
+    if timestamp is None:
+        notes.append(f"{spec.interactions.name}: no timestamp column; file order stands in for time")
+    required_i = [spec.user_column, spec.item_column, *([timestamp] if timestamp else [])]
     if spec.rating_column:
         required_i.append(spec.rating_column)
     skipped: dict[str, int] = {}
     columns = _collect_interactions(read_table(spec.interactions, required=required_i, encoding=spec.encoding),
                                     spec.interactions, items, user=spec.user_column, item=spec.item_column,
-                                    timestamp=spec.timestamp_column, rating=spec.rating_column,
+                                    timestamp=timestamp, rating=spec.rating_column,
                                     skipped=skipped)
-    return Dataset(name, items, interactions_frame(*columns), [spec.catalog, spec.interactions], skipped)
+    return Dataset(name, items, interactions_frame(*columns), [spec.catalog, spec.interactions], skipped,
+                   item_noun=spec.item_noun, notes=notes)
 
 
 Detector = tuple[tuple[str, ...], Callable[[Path, str], Dataset]]

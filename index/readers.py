@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from index.errors import DataError
+from core.errors import DataError
 
 Row = tuple[int, dict[str, Any]]
 
@@ -131,3 +131,22 @@ def parse_float(path: Path, line: int, column: str, value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise DataError(path, f"column {column!r}: {value!r} is not a number", line=line) from None
+
+
+def columns_of(path: Path, encoding: str = "utf-8") -> list[str]:
+    """The column names of a table file (header, first JSON object, or Parquet schema); [] if unreadable."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        with path.open(encoding=encoding, newline="") as handle:
+            first = handle.readline()
+        if suffix in {".jsonl", ".json", ".ndjson"}:
+            row = json.loads(first)
+            return list(row) if isinstance(row, dict) else []
+        delimiter = "\t" if suffix in {".tsv", ".dat"} else ","
+        return [name.strip().lstrip("\ufeff") for name in next(csv.reader([first], delimiter=delimiter))]
+    except (OSError, ValueError, StopIteration):
+        return []

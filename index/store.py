@@ -1,27 +1,32 @@
-"""Chroma collections of one index namespace, and the build bookkeeping that keeps them consistent.
+"""The index's storage layout in Chroma, owned here: nothing outside index/ names a collection.
 
-A namespace (the dataset name, or e.g. 'ml-latest-small-loo' for evaluation) has four collections:
+A namespace (a dataset's name, or e.g. 'ml-latest-small-loo' for an evaluation) has four collections:
   <ns>-items     text embeddings, document = item text, metadata = title, attributes, content hash
   <ns>-collab    collaborative item vectors V (inner product), metadata = popularity and neighbour lists
   <ns>-collabq   the query-side vectors Q of the same factorisation
   <ns>-users     one vector per user (its recency-weighted history), document = the history as JSON
 The items collection's metadata records the build state: 'building' while a build runs and
 'complete' with the data and settings hashes once it finished. Readers refuse an unfinished index.
+Everything else reads and writes through the typed methods of IndexStore.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
+from core.errors import IndexStateError, UnknownUser
 from index.config import IndexConfig
-from index.errors import IndexStateError
 
 BATCH = 1000
+Space = Literal["text", "collab", "users"]  # the vector spaces a query can search
+_PART = {"text": "items", "collab": "collab", "users": "users"}
+Purpose = Literal["dataset", "eval", "train"]
 
 
 def chroma_client(config: IndexConfig) -> Any:
@@ -41,6 +46,23 @@ def chroma_client(config: IndexConfig) -> Any:
     return chromadb.PersistentClient(path=str(config.path), settings=chroma_settings)
 
 
+def namespace_of(dataset: str) -> str:
+    """The namespace a dataset is indexed under: its folder's name, whether given by name or path."""
+    return Path(dataset).name
+
+
+def indexed_namespaces(client: Any, purpose: Purpose = "dataset") -> list[str]:
+    """Namespaces with a finished index built for `purpose` (datasets, not evaluation copies)."""
+    names = [c.name if hasattr(c, "name") else str(c) for c in client.list_collections()]
+    found = sorted(n[: -len("-items")] for n in names if n.endswith("-items"))
+    out = []
+    for namespace in found:
+        state = IndexStore(client, namespace).state()
+        if state.get("state") == "complete" and state.get("purpose", "dataset") == purpose:
+            out.append(namespace)
+    return out
+
+
 def batches(n: int, size: int = BATCH) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
@@ -52,6 +74,48 @@ class Hit:
     score: float
 
 
+@dataclass(frozen=True)
+class CatalogRow:
+    id: str
+    title: str
+    attributes: dict[str, Any]
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class CollabGraph:
+    """The collaborative side in item order: popularity and the two neighbour lists of each item."""
+
+    ids: list[str]
+    popularity: np.ndarray
+    cooccurrence: list[list[tuple[str, float]]]
+    transitions: list[list[tuple[str, float]]]
+
+
+Neighbors = tuple[Sequence[str], Sequence[float] | np.ndarray]  # neighbour ids and their weights
+
+
+def _encode_neighbors(ids: Sequence[str], weights: Sequence[float] | np.ndarray) -> str:
+    return json.dumps([[i, round(float(w), 6)] for i, w in zip(ids, weights, strict=True)], separators=(",", ":"))
+
+
+def _decode_neighbors(text: str) -> list[tuple[str, float]]:
+    return [(str(i), float(w)) for i, w in json.loads(text)] if text else []
+
+
+def _item_metadata(title: str, attributes: Mapping[str, Any], digest: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"title": title, "_hash": digest, "_attrs": json.dumps(attributes)}
+    for key, value in attributes.items():  # flat copies, so Chroma's own filters could use them
+        if key.startswith("_") or key == "title":
+            continue
+        if isinstance(value, list):
+            if value:
+                meta[key] = [str(v) for v in value]
+        else:
+            meta[key] = value
+    return meta
+
+
 class IndexStore:
     """The collections of one namespace, for building and for querying."""
 
@@ -59,33 +123,47 @@ class IndexStore:
         self.client = client
         self.namespace = namespace
 
-    def name(self, part: str) -> str:
+    def _name(self, part: str) -> str:
         return f"{self.namespace}-{part}"
 
-    def collection(self, part: str, create: bool = False, space: str = "cosine") -> Any:
+    def _collection(self, part: str, create: bool = False, space: str = "cosine") -> Any:
         if create:
-            return self.client.get_or_create_collection(self.name(part), embedding_function=None,
+            return self.client.get_or_create_collection(self._name(part), embedding_function=None,
                                                         configuration={"hnsw": {"space": space}})
         try:
-            return self.client.get_collection(self.name(part), embedding_function=None)
+            return self.client.get_collection(self._name(part), embedding_function=None)
         except Exception:
-            raise IndexStateError(f"index {self.namespace!r} has no collection {self.name(part)!r}; run "
+            raise IndexStateError(f"index {self.namespace!r} has no collection {self._name(part)!r}; run "
                                   f"'recagent index build' first") from None
 
-    def drop(self, part: str) -> None:
-        if self.name(part) in {c.name if hasattr(c, "name") else c for c in self.client.list_collections()}:
-            self.client.delete_collection(self.name(part))
+    def _drop(self, part: str) -> None:
+        if self._name(part) in {c.name if hasattr(c, "name") else c for c in self.client.list_collections()}:
+            self.client.delete_collection(self._name(part))
+
+    def _get_all(self, part: str, include: Sequence[str]) -> dict[str, Any]:
+        collection = self._collection(part)
+        total = collection.count()
+        out: dict[str, list[Any]] = {"ids": []}
+        for key in include:
+            out[key] = []
+        for window in batches(total, 5000):
+            got = collection.get(include=list(include), limit=window.stop - window.start, offset=window.start)
+            out["ids"].extend(got["ids"])
+            for key in include:
+                values = got[key]
+                out[key].extend(list(values) if values is not None else [])
+        return out
 
     # build state -------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         try:
-            return dict(self.collection("items").metadata or {})
+            return dict(self._collection("items").metadata or {})
         except IndexStateError:
             return {}
 
     def set_state(self, **values: Any) -> None:
-        items = self.collection("items", create=True)
+        items = self._collection("items", create=True)
         meta = {k: v for k, v in (items.metadata or {}).items() if not k.startswith("hnsw:")}
         meta.update(values)
         items.modify(metadata=meta)
@@ -99,26 +177,97 @@ class IndexStore:
                                   f"run 'recagent index build' to repair it")
         return state
 
-    # reading ------------------------------------------------------------------------------------
+    # writing (index.build) ----------------------------------------------------------------------
 
-    def get_all(self, part: str, include: Sequence[str]) -> dict[str, Any]:
-        collection = self.collection(part)
-        total = collection.count()
-        out: dict[str, list[Any]] = {"ids": []}
-        for key in include:
-            out[key] = []
-        for window in batches(total, 5000):
-            got = collection.get(include=list(include), limit=window.stop - window.start, offset=window.start)
-            out["ids"].extend(got["ids"])
-            for key in include:
-                values = got[key]
-                out[key].extend(list(values) if values is not None else [])
-        return out
+    def item_hashes(self) -> dict[str, str]:
+        """Content hash of every stored item text (empty for a new namespace)."""
+        self._collection("items", create=True)
+        existing = self._get_all("items", include=["metadatas"])
+        return {i: str((m or {}).get("_hash")) for i, m in zip(existing["ids"], existing["metadatas"], strict=True)}
 
-    def query(self, part: str, vectors: np.ndarray, k: int, ids: Sequence[str] | None = None
-              ) -> list[list[Hit]]:
+    def upsert_items(self, ids: Sequence[str], vectors: np.ndarray, texts: Sequence[str], titles: Sequence[str],
+                     attributes: Sequence[Mapping[str, Any]], hashes: Sequence[str]) -> None:
+        self._collection("items", create=True).upsert(
+            ids=list(ids), embeddings=vectors, documents=list(texts),
+            metadatas=[_item_metadata(t, a, h) for t, a, h in zip(titles, attributes, hashes, strict=True)])
+
+    def delete_items(self, ids: Sequence[str]) -> None:
+        collection = self._collection("items")
+        for window in batches(len(ids)):
+            collection.delete(ids=list(ids[window]))
+
+    def reset_collab(self) -> None:
+        """Drop the collaborative collections before they are written again."""
+        for part in ("collab", "collabq", "users"):
+            self._drop(part)
+
+    def add_collab(self, ids: Sequence[str], item_vectors: np.ndarray, query_vectors: np.ndarray,
+                   popularity: Sequence[float] | np.ndarray, cooccurrence: Sequence[Neighbors],
+                   transitions: Sequence[Neighbors]) -> None:
+        metas = [{"popularity": float(p), "cooc": _encode_neighbors(*c), "next": _encode_neighbors(*t)}
+                 for p, c, t in zip(popularity, cooccurrence, transitions, strict=True)]
+        self._collection("collab", create=True, space="ip").add(ids=list(ids), embeddings=item_vectors,
+                                                                metadatas=metas)
+        self._collection("collabq", create=True, space="ip").add(ids=list(ids), embeddings=query_vectors)
+
+    def add_users(self, users: Sequence[str], vectors: np.ndarray,
+                  histories: Sequence[Sequence[tuple[str, int]]]) -> None:
+        documents = [json.dumps([[i, int(t)] for i, t in h], separators=(",", ":")) for h in histories]
+        self._collection("users", create=True, space="cosine").add(
+            ids=list(users), embeddings=vectors, documents=documents,
+            metadatas=[{"interactions": len(h)} for h in histories])
+
+    # reading -------------------------------------------------------------------------------------
+
+    def catalog(self) -> list[CatalogRow]:
+        items = self._get_all("items", include=["metadatas"])
+        rows = []
+        for item_id, meta in zip(items["ids"], items["metadatas"], strict=True):
+            meta = meta or {}
+            rows.append(CatalogRow(item_id, str(meta.get("title", item_id)), json.loads(meta.get("_attrs", "{}")),
+                                   str(meta.get("_hash", ""))))
+        return rows
+
+    def collab_graph(self) -> CollabGraph:
+        collab = self._get_all("collab", include=["metadatas"])
+        metas = [m or {} for m in collab["metadatas"]]
+        return CollabGraph(list(collab["ids"]), np.array([float(m.get("popularity", 0.0)) for m in metas],
+                                                         dtype=np.float32),
+                           [_decode_neighbors(m.get("cooc", "")) for m in metas],
+                           [_decode_neighbors(m.get("next", "")) for m in metas])
+
+    def vectors(self, space: Space | Literal["collab_query"]) -> tuple[list[str], np.ndarray]:
+        """Every vector of a space, as (ids, float32 matrix)."""
+        part = "collabq" if space == "collab_query" else _PART[space]
+        got = self._get_all(part, include=["embeddings"])
+        matrix = np.asarray(got["embeddings"], dtype=np.float32) if len(got["embeddings"]) else np.zeros((0, 0))
+        return list(got["ids"]), matrix
+
+    def user_history(self, user: str) -> tuple[list[str], list[int]]:
+        """A user's items and timestamps, oldest first."""
+        got = self._collection("users").get(ids=[user], include=["documents"])
+        if not got["ids"]:
+            raise UnknownUser(user, self.namespace)
+        pairs = json.loads(got["documents"][0])
+        return [str(i) for i, _ in pairs], [int(t) for _, t in pairs]
+
+    def user_vector(self, user: str) -> np.ndarray:
+        got = self._collection("users").get(ids=[user], include=["embeddings"])
+        if not got["ids"]:
+            raise UnknownUser(user, self.namespace)
+        return np.asarray(got["embeddings"][0], dtype=np.float32)
+
+    def user_ids(self, limit: int | None = None) -> list[str]:
+        collection = self._collection("users")
+        return list(collection.get(include=[], limit=limit)["ids"])
+
+    def count(self, space: Space) -> int:
+        return int(self._collection(_PART[space]).count())
+
+    def nearest(self, space: Space, vectors: np.ndarray, k: int, ids: Sequence[str] | None = None
+                ) -> list[list[Hit]]:
         """Nearest neighbours of each vector, as similarity (1 - distance for cosine, dot for ip)."""
-        collection = self.collection(part)
+        collection = self._collection(_PART[space])
         k = min(k, collection.count() if ids is None else len(ids))
         if k <= 0:
             return [[] for _ in range(len(vectors))]
@@ -126,12 +275,3 @@ class IndexStore:
                                   ids=list(ids) if ids is not None else None, include=["distances"])
         return [[Hit(i, 1.0 - float(d)) for i, d in zip(id_row, dist_row, strict=True)]
                 for id_row, dist_row in zip(result["ids"], result["distances"], strict=True)]
-
-
-def encode_neighbors(ids: Sequence[str], weights: Sequence[float]) -> str:
-    return json.dumps([[i, round(float(w), 6)] for i, w in zip(ids, weights, strict=True)],
-                      separators=(",", ":"))
-
-
-def decode_neighbors(text: str) -> list[tuple[str, float]]:
-    return [(str(i), float(w)) for i, w in json.loads(text)] if text else []

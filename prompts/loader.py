@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from index.errors import RecagentError
+from core.errors import RecagentError
 
 PROMPT_DIR = Path(__file__).resolve().parent
 _FILE = re.compile(r"^(?P<name>[a-z0-9_]+)\.v(?P<version>\d+)\.yaml$")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.assemble import Agent, build_agent, index_dataset
 from agent.settings import Settings, load_settings
 from index.config import EmbedderConfig, IndexConfig
 from index.embedder import Embedder
@@ -37,7 +38,7 @@ def embedder() -> Embedder:
 
 
 def write_movielens_subset(source: Path, dest: Path, n_items: int) -> Path:
-    """The n most-rated ml-latest-small movies with all their ratings, in the same CSV format."""
+    """The n most-rated ml-latest-small movies with all their ratings and tags, in the same CSV format."""
     dest.mkdir(parents=True, exist_ok=True)
     with (source / "ratings.csv").open(newline="") as handle:
         ratings = list(csv.DictReader(handle))
@@ -52,14 +53,39 @@ def write_movielens_subset(source: Path, dest: Path, n_items: int) -> Path:
         writer = csv.DictWriter(out, fieldnames=["userId", "movieId", "rating", "timestamp"])
         writer.writeheader()
         writer.writerows(r for r in ratings if r["movieId"] in keep)
+    with (source / "tags.csv").open(newline="") as src, (dest / "tags.csv").open("w", newline="") as out:
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames or [])
+        writer.writeheader()
+        writer.writerows(r for r in reader if r["movieId"] in keep)
+    return dest
+
+
+def write_lastfm_subset(source: Path, dest: Path, n_artists: int) -> Path:
+    """The n Last.fm artists with the most listeners, with all their plays and tags, in the same files."""
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def rows(name: str) -> tuple[str, list[list[str]]]:
+        lines = (source / name).read_text(encoding="utf-8").splitlines()
+        return lines[0], [line.split("\t") for line in lines[1:] if line.strip()]
+
+    header, plays = rows("user_artists.dat")
+    keep = {artist for artist, _ in Counter(p[1] for p in plays).most_common(n_artists)}
+    for name, column in (("artists.dat", 0), ("user_artists.dat", 1), ("user_taggedartists.dat", 1)):
+        header, table = rows(name)
+        text = "\n".join([header, *("\t".join(r) for r in table if r[column] in keep)]) + "\n"
+        (dest / name).write_text(text, encoding="utf-8")
+    shutil.copy(source / "tags.dat", dest / "tags.dat")
     return dest
 
 
 @pytest.fixture(scope="session")
 def small_data_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data folder with 'movies-small': the 300 most-rated ml-latest-small movies and their ratings."""
+    """A data folder with 'movies-small' (the 300 most-rated ml-latest-small movies, their ratings and
+    tags) and 'music-small' (the 1,500 Last.fm artists with the most listeners, their plays and tags)."""
     root = tmp_path_factory.mktemp("data")
     write_movielens_subset(data_dir / "ml-latest-small", root / "movies-small", 300)
+    write_lastfm_subset(data_dir / "lastfm-hetrec2011", root / "music-small", 1500)
     return root
 
 
@@ -71,15 +97,23 @@ def make_settings(data_dir: Path, chroma_path: Path, dataset: str = "movies-smal
 @pytest.fixture(scope="session")
 def small_index(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
     """Settings pointing at a built embedded index of movies-small."""
-    from index.build import build_index
     from index.loaders import load_dataset
-    from index.store import IndexStore, chroma_client
 
     settings = make_settings(small_data_dir, tmp_path_factory.mktemp("chroma"))
-    dataset = load_dataset("movies-small", small_data_dir)
-    build_index(dataset, IndexStore(chroma_client(settings.index), dataset.name), settings.index,
-                lambda: embedder, progress=False)
+    index_dataset(settings, load_dataset("movies-small", small_data_dir), embedder, progress=False)
     return settings
+
+
+@pytest.fixture(scope="session")
+def small_agent(small_index: Settings, embedder: Embedder) -> Agent:
+    """The agent over movies-small, assembled by the composition root, without an LLM."""
+    return build_agent(small_index, "movies-small", llm=None, embedder=embedder)
+
+
+def agent_with_llm(base: Agent, llm: object, **settings: object) -> Agent:
+    """The same index with another LLM (a scripted one, or a real backend), assembled the same way."""
+    tuned = base.settings.model_copy(update=settings) if settings else base.settings
+    return build_agent(tuned, llm=llm, index=base.index, encoder=base.encoder)  # type: ignore[arg-type]
 
 
 def free_port() -> int:
@@ -148,7 +182,7 @@ def vllm_config(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) ->
     folder = tmp_path_factory.mktemp("vllm")
     log = folder / "server.log"
     with (folder / "cli.out").open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "ui.cli", "llm", "serve", "--port", str(port),
+        process = subprocess.Popen([sys.executable, "-m", "app.cli", "llm", "serve", "--port", str(port),
                                     "--log", str(log)], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 900

@@ -7,11 +7,12 @@ generation loop: what listwise reranking needs), and stream a chat reply.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol, TypedDict
+from pathlib import Path
+from typing import Literal, Protocol, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from index.errors import RecagentError
+from core.errors import RecagentError
 
 
 class LLMError(RecagentError):
@@ -27,10 +28,17 @@ class Message(TypedDict):
     content: str
 
 
+def shipped_adapters() -> dict[str, str]:
+    """The adapters trained on ml-latest-small that ship in models/, by name (those present)."""
+    folder = Path(__file__).resolve().parents[2] / "models" / "ml-latest-small"
+    return {name: str(folder / name) for name in ("rerank", "reply") if (folder / name / "manifest.json").exists()}
+
+
 class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    backend: str = Field("transformers", description="'transformers' (in-process) or 'vllm' (HTTP server)")
+    backend: Literal["transformers", "vllm", "openai", "none"] = Field(
+        "transformers", description="'transformers' (in-process), 'vllm' (HTTP server) or 'none' (no LLM)")
     model: str = Field("default", description="'default' (Gemma 3 270M from its PyPI package), a local "
                                               "model folder, or a served model name")
     url: str = Field("http://127.0.0.1:8311", description="base URL of a vLLM / OpenAI-compatible server")
@@ -39,26 +47,41 @@ class LLMConfig(BaseModel):
     timeout_s: float = Field(60.0, gt=0, description="per-request timeout; past it the agent falls back")
     max_logprobs: int = Field(300, ge=1, description="top logprobs asked of the server per position")
     dtype: str = Field("float32", description="compute dtype for the in-process backend and `llm serve`")
+    adapters: dict[str, str] = Field(default_factory=shipped_adapters,
+                                     description="LoRA adapters by name (folders); a server serves them under "
+                                                 "these names. Default: the ones shipped in models/")
+    model_cache: Path | None = Field(None, description="where the default model is converted and cached "
+                                                       "(default ~/.cache/recagent/models)")
 
 
 class LLM(Protocol):
+    """Every call takes `adapter`: the name of a LoRA adapter to apply, or None for the base model."""
+
     name: str
 
-    def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = ()) -> list[str]:
+    def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
+                 adapter: str | None = None) -> list[str]:
         """Greedy completions, one per prompt."""
         ...
 
-    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[dict[str, float]]:
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],
+                       adapter: str | None = None) -> list[dict[str, float]]:
         """Log-probability of each label (one token each) as the next token, one dict per prompt.
 
         A label the backend could not score (outside a server's top-k) is absent from the dict.
         """
         ...
 
-    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = ()) -> Iterator[str]:
-        """A greedy completion of one prompt, as text pieces while they are generated."""
+    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
+                        adapter: str | None = None) -> Iterator[str]:
+        """A greedy completion of one prompt, as text pieces while they are generated. Closing the
+        iterator early stops the generation."""
         ...
 
     def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
         """The reply to a conversation, as text pieces while they are generated."""
+        ...
+
+    def close(self) -> None:
+        """Stop work in progress and release the model or connection (at shutdown)."""
         ...

@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from index.errors import RecagentError
+from core.errors import RecagentError
 
 DEFAULT_MODEL = "default"
 SERVED_NAME = "gemma-3-270m"
@@ -26,7 +26,8 @@ GEMMA_CHAT_TEMPLATE = (
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("RECAGENT_MODEL_CACHE", Path.home() / ".cache" / "recagent" / "models"))
+    """~/.cache/recagent/models unless the setting llm.model_cache (RECAGENT_MODEL_CACHE) says otherwise."""
+    return Path.home() / ".cache" / "recagent" / "models"
 
 
 def default_model_folder(cache_dir: Path | None = None) -> Path:

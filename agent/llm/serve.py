@@ -32,10 +32,11 @@ class ServeOptions:
     lora_modules: Sequence[str] = ()  # NAME=ADAPTER_DIR
     max_lora_rank: int = 16
     extra_args: Sequence[str] = ()
+    model_cache: Path | None = None
 
 
 def server_command(options: ServeOptions) -> list[str]:
-    model = resolve_model(options.model)
+    model = resolve_model(options.model, options.model_cache)
     name = options.served_name or (SERVED_NAME if options.model == DEFAULT_MODEL else Path(model).name or model)
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
                "--served-model-name", name, "--host", options.host, "--port", str(options.port),

@@ -1,13 +1,21 @@
-"""The model in-process with transformers: zero servers, for a laptop."""
+"""The model in-process with transformers: zero servers, for a laptop.
+
+One forward pass or generation at a time (the model is not thread-safe). `llm.timeout_s` bounds both
+the wait for the model and the generation itself: past it a call raises LLMUnavailable, so the agent
+falls back instead of queueing forever. LoRA adapters (peft) are loaded once, by name, and switched per
+call; `close()` stops any generation in progress, for a prompt shutdown.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from agent.llm.base import LLMConfig, LLMError, Message
+from agent.llm.base import LLMConfig, LLMError, LLMUnavailable, Message
 from agent.llm.model_files import resolve_model
 
 
@@ -20,15 +28,56 @@ class TransformersLLM:
         except ImportError as exc:  # pragma: no cover - torch and transformers are core dependencies
             raise LLMError("the transformers backend needs torch and transformers") from exc
         self._torch = torch
-        folder = resolve_model(config.model)
+        self.config = config
+        folder = resolve_model(config.model, config.model_cache)
         self.name = config.served_model or os.path.basename(folder.rstrip("/"))
         self.tokenizer: Any = AutoTokenizer.from_pretrained(folder)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype))
+        self.adapters: tuple[str, ...] = ()
+        if config.adapters:
+            self._load_adapters(config.adapters)
         self.model.eval()
-        self._lock = threading.Lock()  # one forward pass at a time: the model is not thread-safe
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+
+    def _load_adapters(self, adapters: dict[str, str]) -> None:
+        try:
+            from peft import PeftModel
+        except ImportError as exc:
+            raise LLMError("LoRA adapters need peft (pip install -e '.[llm]')") from exc
+        names = list(adapters)
+        try:
+            model = PeftModel.from_pretrained(self.model, adapters[names[0]], adapter_name=names[0])
+            for name in names[1:]:
+                model.load_adapter(adapters[name], adapter_name=name)
+        except (OSError, ValueError) as exc:
+            raise LLMError(f"cannot load the LoRA adapters {adapters}: {exc}") from None
+        self.model = model
+        self.adapters = tuple(names)
+
+    @contextmanager
+    def _use(self, adapter: str | None) -> Iterator[None]:
+        """Hold the model (waiting at most timeout_s) with `adapter` active, or the base model."""
+        if self._closed.is_set():
+            raise LLMUnavailable("the model is shutting down")
+        if not self._lock.acquire(timeout=self.config.timeout_s):
+            raise LLMUnavailable(f"the in-process model stayed busy for {self.config.timeout_s} s")
+        try:
+            if adapter is not None and adapter not in self.adapters:
+                raise LLMError(f"no adapter named {adapter!r} (loaded: {', '.join(self.adapters) or 'none'})")
+            if not self.adapters:
+                yield
+            elif adapter is None:
+                with self.model.disable_adapter():
+                    yield
+            else:
+                self.model.set_adapter(adapter)
+                yield
+        finally:
+            self._lock.release()
 
     def label_token_ids(self, labels: Sequence[str]) -> list[int]:
         ids = []
@@ -39,27 +88,46 @@ class TransformersLLM:
             ids.append(tokens[0])
         return ids
 
-    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[dict[str, float]]:
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],
+                       adapter: str | None = None) -> list[dict[str, float]]:
         torch = self._torch
         label_ids = self.label_token_ids(labels)
         batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
-        with self._lock, torch.inference_mode():
+        with self._use(adapter), torch.inference_mode():
             logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :].float()
         logprobs = torch.log_softmax(logits, dim=-1)[:, label_ids]
         return [{label: float(value) for label, value in zip(labels, row, strict=True)} for row in logprobs]
 
-    def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = ()) -> list[str]:
+    def _stopping(self, deadline: float, cancelled: threading.Event) -> Any:
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        torch, closed = self._torch, self._closed
+
+        class Stop(StoppingCriteria):
+            """Ends generation past the deadline, when the consumer stopped reading, or at shutdown."""
+
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                stop = time.monotonic() > deadline or cancelled.is_set() or closed.is_set()
+                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)
+
+        return StoppingCriteriaList([Stop()])
+
+    def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
+                 adapter: str | None = None) -> list[str]:
         torch = self._torch
         batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
-        with self._lock, torch.inference_mode():
+        with self._use(adapter), torch.inference_mode():
+            deadline = time.monotonic() + self.config.timeout_s
             out = self.model.generate(**batch, max_new_tokens=max_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id)
+                                      pad_token_id=self.tokenizer.pad_token_id,
+                                      stopping_criteria=self._stopping(deadline, threading.Event()))
         texts = self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
         return [_cut(text, stop) for text in texts]
 
-    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = ()) -> Iterator[str]:
+    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
+                        adapter: str | None = None) -> Iterator[str]:
         emitted = ""
-        for piece in self._stream(prompt, max_tokens, add_special_tokens=True):
+        for piece in self._stream(prompt, max_tokens, add_special_tokens=True, adapter=adapter):
             cut = _cut(emitted + piece, stop)
             if len(cut) < len(emitted) + len(piece):  # a stop marker appeared
                 if len(cut) > len(emitted):
@@ -72,26 +140,47 @@ class TransformersLLM:
         if not getattr(self.tokenizer, "chat_template", None):
             raise LLMError(f"model {self.name} has no chat template; give a model folder that has one")
         prompt = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-        yield from self._stream(prompt, max_tokens, add_special_tokens=False)
+        yield from self._stream(prompt, max_tokens, add_special_tokens=False, adapter=None)
 
-    def _stream(self, prompt: str, max_tokens: int, add_special_tokens: bool) -> Iterator[str]:
+    def _stream(self, prompt: str, max_tokens: int, add_special_tokens: bool, adapter: str | None) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 
         torch = self._torch
         batch = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=add_special_tokens)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                        timeout=self.config.timeout_s + 5)
+        cancelled = threading.Event()
+        failure: list[BaseException] = []
 
         def generate() -> None:
-            with self._lock, torch.inference_mode():
-                self.model.generate(**batch, max_new_tokens=max_tokens, do_sample=False, streamer=streamer,
-                                    pad_token_id=self.tokenizer.pad_token_id)
+            try:
+                with self._use(adapter), torch.inference_mode():
+                    deadline = time.monotonic() + self.config.timeout_s
+                    self.model.generate(**batch, max_new_tokens=max_tokens, do_sample=False, streamer=streamer,
+                                        pad_token_id=self.tokenizer.pad_token_id,
+                                        stopping_criteria=self._stopping(deadline, cancelled))
+            except BaseException as exc:  # handed to the consumer below
+                failure.append(exc)
+                streamer.end()
 
         worker = threading.Thread(target=generate, daemon=True)
         worker.start()
-        for piece in streamer:
-            if piece:
-                yield piece
-        worker.join()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+        except Exception:  # the streamer's queue timed out: the worker is stuck
+            raise LLMUnavailable(f"the in-process model produced nothing for {self.config.timeout_s} s") from None
+        finally:
+            cancelled.set()  # the consumer stopped early (or finished): end the generation
+            worker.join(timeout=self.config.timeout_s + 5)
+        if failure:
+            if isinstance(failure[0], LLMError):
+                raise failure[0]
+            raise LLMError(f"generation failed: {failure[0]}") from failure[0]
+
+    def close(self) -> None:
+        self._closed.set()
 
 
 def _cut(text: str, stop: Sequence[str]) -> str:

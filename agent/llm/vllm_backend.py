@@ -46,16 +46,22 @@ class OpenAICompatibleLLM:
         except httpx.HTTPError:
             return False
 
-    def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = ()) -> list[str]:
-        body = {"model": self.name, "prompt": list(prompts), "max_tokens": max_tokens, "temperature": 0.0}
+    def _model(self, adapter: str | None) -> str:
+        """The served model to ask: a LoRA adapter is served under its own name (`llm serve` does that)."""
+        return adapter if adapter is not None else self.name
+
+    def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
+                 adapter: str | None = None) -> list[str]:
+        body = {"model": self._model(adapter), "prompt": list(prompts), "max_tokens": max_tokens, "temperature": 0.0}
         if stop:
             body["stop"] = list(stop)
         data = self._post("/v1/completions", body)
         return [choice.get("text", "") for choice in _choices(data, len(prompts))]
 
-    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[dict[str, float]]:
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],
+                       adapter: str | None = None) -> list[dict[str, float]]:
         """One request for all prompts (the server batches them), one generated token each."""
-        body = {"model": self.name, "prompt": list(prompts), "max_tokens": 1, "temperature": 0.0,
+        body = {"model": self._model(adapter), "prompt": list(prompts), "max_tokens": 1, "temperature": 0.0,
                 "logprobs": self.config.max_logprobs}
         data = self._post("/v1/completions", body)
         wanted = set(labels)
@@ -69,8 +75,9 @@ class OpenAICompatibleLLM:
             out.append(scores)
         return out
 
-    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = ()) -> Iterator[str]:
-        body: dict[str, Any] = {"model": self.name, "prompt": prompt, "max_tokens": max_tokens,
+    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
+                        adapter: str | None = None) -> Iterator[str]:
+        body: dict[str, Any] = {"model": self._model(adapter), "prompt": prompt, "max_tokens": max_tokens,
                                 "temperature": 0.0, "stream": True}
         if stop:
             body["stop"] = list(stop)
@@ -107,6 +114,9 @@ class OpenAICompatibleLLM:
             raise LLMUnavailable(f"{self.config.url} stopped answering within {self.config.timeout_s} s") from None
         except httpx.HTTPError as exc:
             raise LLMUnavailable(f"cannot reach the LLM server at {self.config.url}: {exc}") from None
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def _choices(data: dict[str, Any], expected: int) -> list[dict[str, Any]]:

@@ -1,33 +1,36 @@
-"""Conversation state over turns on the real small index (no LLM: templated replies)."""
+"""Conversation state over turns on the real small index (no LLM: templated replies), and dialogue
+understanding that comes from the catalog: MovieLens genres and Last.fm tags alike."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
-from agent.catalog import LoadedIndex
-from agent.dialogue import ConversationAgent, ConversationNotFound, ConversationStore
-from agent.recommender import Recommender
+from agent.assemble import Agent, build_agent, index_dataset
+from agent.dialogue import ConversationAgent
+from agent.events import DeltaEvent, DoneEvent, ItemsEvent
 from agent.settings import Settings
+from agent.store import ConversationStore
+from conftest import make_settings
+from core.errors import ConversationNotFound
 from index.embedder import Embedder
-from index.store import IndexStore, chroma_client
 
 
-@pytest.fixture(scope="module")
-def recommender(small_index: Settings, embedder: Embedder) -> Recommender:
-    index = LoadedIndex(IndexStore(chroma_client(small_index.index), "movies-small"))
-    return Recommender(index, small_index, embedder_factory=lambda: embedder)
+def _dialogue(agent: Agent, folder: Path | None = None) -> ConversationAgent:
+    return build_agent(agent.settings, llm=None, index=agent.index, encoder=agent.encoder,
+                       conversations=ConversationStore(folder)).conversations
 
 
-def test_constraints_titles_and_feedback(recommender: Recommender, tmp_path: Path) -> None:
-    agent = ConversationAgent(recommender, ConversationStore(tmp_path / "conversations"))
-    state = agent.store.create()
-    first = agent.respond(state.id, "I loved The Matrix and Toy Story. Something funny from the 90s, nothing scary.")
-    state = agent.store.get(state.id)
-    titles = {recommender.index.entries[i].title for i in state.liked}
+def test_constraints_titles_and_feedback(small_agent: Agent, tmp_path: Path) -> None:
+    dialogue = _dialogue(small_agent, tmp_path / "conversations")
+    state = dialogue.create()
+    first = dialogue.respond(state.id, "I loved The Matrix and Toy Story. Something funny from the 90s, nothing scary.")
+    state = dialogue.store.get(state.id)
+    titles = {small_agent.index.entries[i].title for i in state.liked}
     assert {"Matrix, The (1999)", "Toy Story (1995)"} <= titles
-    assert "Comedy" in state.include_genres and "Horror" in state.exclude_genres
+    assert "Comedy" in state.include.get("genres", []) and "Horror" in state.exclude.get("genres", [])
     assert (state.year_min, state.year_max) == (1990, 1999)
     assert len(first.items) == 5
     for item in first.items:
@@ -36,32 +39,90 @@ def test_constraints_titles_and_feedback(recommender: Recommender, tmp_path: Pat
         assert item.id not in state.liked
 
     disliked = first.items[0].id
-    agent.feedback(state.id, disliked, "dislike")
+    dialogue.feedback(state.id, disliked, "dislike")
     for _ in range(2):
-        again = agent.respond(state.id, "More like that please.")
+        again = dialogue.respond(state.id, "More like that please.")
         assert disliked not in {i.id for i in again.items}
 
-    restarted = ConversationAgent(recommender, ConversationStore(tmp_path / "conversations"))
+    restarted = _dialogue(small_agent, tmp_path / "conversations")
     kept = restarted.store.get(state.id)
     assert disliked in kept.disliked and len(kept.turns) == 6
 
 
-def test_known_user_and_isolation(recommender: Recommender) -> None:
-    agent = ConversationAgent(recommender)
-    one, two = agent.store.create(user="1"), agent.store.create()
-    agent.respond(one.id, "No horror please.")
-    assert agent.store.get(two.id).exclude_genres == []
-    seen = set(recommender.index.user_history("1")[0])
-    reply = agent.respond(one.id, "What else?")
+def test_known_user_and_isolation(small_agent: Agent) -> None:
+    dialogue = _dialogue(small_agent)
+    one, two = dialogue.create(user="1"), dialogue.create()
+    dialogue.respond(one.id, "No horror please.")
+    assert dialogue.store.get(two.id).exclude == {}
+    seen = set(small_agent.index.user_history("1")[0])
+    reply = dialogue.respond(one.id, "What else?")
     assert not seen & {i.id for i in reply.items}
-    agent.store.delete(two.id)
+    dialogue.delete(two.id)
     with pytest.raises(ConversationNotFound):
-        agent.store.get(two.id)
+        dialogue.store.get(two.id)
 
 
-def test_stream_events(recommender: Recommender) -> None:
-    agent = ConversationAgent(recommender)
-    state = agent.store.create()
-    events = list(agent.stream(state.id, "An animated movie for kids"))
-    assert events[0]["type"] == "items" and events[-1]["type"] == "done"
-    assert "".join(e["text"] for e in events if e["type"] == "delta") == events[-1]["reply"]
+def test_stream_events(small_agent: Agent) -> None:
+    dialogue = _dialogue(small_agent)
+    state = dialogue.create()
+    events = list(dialogue.stream(state.id, "An animated movie for kids"))
+    assert isinstance(events[0], ItemsEvent) and isinstance(events[-1], DoneEvent)
+    assert "".join(e.text for e in events if isinstance(e, DeltaEvent)) == events[-1].response.reply
+
+
+def test_words_inside_titles_are_not_constraints(small_agent: Agent) -> None:
+    """"Star Wars" names a movie here, not the War genre."""
+    dialogue = _dialogue(small_agent)
+    state = dialogue.create()
+    dialogue.respond(state.id, "I loved Star Wars and Toy Story. Something similar please")
+    state = dialogue.store.get(state.id)
+    assert state.include == {} and "1" in state.liked
+
+
+def test_concurrent_messages_to_one_conversation_are_serialised(small_agent: Agent) -> None:
+    dialogue = _dialogue(small_agent)
+    state = dialogue.create()
+    threads = [threading.Thread(target=dialogue.respond, args=(state.id, f"message {n}")) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    roles = "".join(t.role[0].upper() for t in dialogue.store.get(state.id).turns)
+    assert roles == "UA" * 8, roles  # never UUUUUUUUAAAAAAAA
+
+
+@pytest.fixture(scope="module")
+def lastfm_agent(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Agent:
+    from index.loaders import load_dataset
+
+    settings: Settings = make_settings(small_data_dir, tmp_path_factory.mktemp("lastfm"), dataset="music-small")
+    index_dataset(settings, load_dataset("music-small", small_data_dir), embedder, progress=False)
+    return build_agent(settings, llm=None, embedder=embedder)
+
+
+def test_music_catalog_constraints_come_from_its_tags(lastfm_agent: Agent) -> None:
+    dialogue = lastfm_agent.conversations
+    state = dialogue.create()
+    reply = dialogue.respond(state.id, "Something like Radiohead but no metal")
+    state = dialogue.store.get(state.id)
+    radiohead = next(i for i, e in lastfm_agent.index.entries.items() if e.title == "Radiohead")
+    assert radiohead in state.mentioned
+    assert state.exclude.get("tags") == ["metal"] and "genres" not in state.include
+    assert len(reply.items) == 5
+    for item in reply.items:
+        tags = item.attributes.get("tags", [])
+        assert not any("metal" in tag.lower().split() for tag in tags), (item.title, tags)
+    assert reply.items[0].id != radiohead
+
+
+def test_movie_words_constrain_nothing_on_a_music_catalog(lastfm_agent: Agent) -> None:
+    """Movie genres are no attribute of this catalog: whatever the words match are its own tag values,
+    so the filter never rules out every item."""
+    dialogue = lastfm_agent.conversations
+    state = dialogue.create()
+    reply = dialogue.respond(state.id, "A romantic comedy with some action")
+    constraints = dialogue.store.get(state.id).include
+    assert set(constraints) <= {"tags"}
+    catalog_tags = {t for e in lastfm_agent.index.entries.values() for t in e.attributes.get("tags", [])}
+    assert set(constraints.get("tags", [])) <= catalog_tags
+    assert len(reply.items) == 5

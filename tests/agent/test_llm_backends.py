@@ -14,8 +14,9 @@ import pytest
 from agent.llm.backends import make_llm
 from agent.llm.base import LLMConfig, LLMError, LLMUnavailable
 from agent.llm.serve import ServeOptions, server_command
-from agent.rerank import LABELS, RerankInput, build_prompts
+from agent.rerank import RerankInput, build_prompts
 from conftest import free_port
+from core.labels import LABELS
 from prompts.loader import load_prompt
 
 HISTORIES = [
@@ -30,11 +31,11 @@ HISTORIES = [
 
 
 def _prompts() -> tuple[list[str], list[tuple[str, ...]]]:
-    template = load_prompt("rerank_listwise")
+    template = load_prompt("rerank_listwise", 2)
     prompts, labels = [], []
     for history, candidates in HISTORIES:
-        item = RerankInput(history, [(str(i), t) for i, t in enumerate(candidates)])
-        built, _ = build_prompts(item, template, count=1)
+        item = RerankInput(history, [(str(i), t, "") for i, t in enumerate(candidates)])
+        built, _ = build_prompts(item, template, count=1, noun="movie")
         prompts += built
         labels.append(LABELS[:len(candidates)])
     return prompts, labels

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from agent.assemble import Agent, build_agent
 from agent.filters import FilterError, matches
 from agent.recommender import Recommender, UnknownRanker
 from agent.retrieval import GENERATORS, reciprocal_rank_fusion
 from agent.settings import Settings
+from core.errors import UnknownUser
 from index.embedder import Embedder
-from index.errors import IndexStateError
 
 
 @pytest.fixture(scope="module")
-def recommender(small_index: Settings, embedder: Embedder) -> Recommender:
-    return _open(small_index, embedder)
+def recommender(small_agent: Agent) -> Recommender:
+    return small_agent.recommender
 
 
 def _open(settings: Settings, embedder: Embedder) -> Recommender:
-    from agent.catalog import LoadedIndex
-    from index.store import IndexStore, chroma_client
-
-    return Recommender(LoadedIndex(IndexStore(chroma_client(settings.index), "movies-small")), settings,
-                       embedder_factory=lambda: embedder)
+    return build_agent(settings, "movies-small", llm=None, embedder=embedder).recommender
 
 
 STAR_WARS = ["260", "1196"]  # Star Wars IV, V
@@ -73,7 +70,7 @@ def test_cold_start_is_popularity(recommender: Recommender) -> None:
 def test_errors(recommender: Recommender) -> None:
     with pytest.raises(UnknownRanker, match="choose from"):
         recommender.candidates(history=STAR_WARS, ranker="magic")
-    with pytest.raises(IndexStateError, match="unknown user"):
+    with pytest.raises(UnknownUser, match="unknown user"):
         recommender.candidates(user="no-such-user")
     with pytest.raises(FilterError, match="unknown filter operator"):
         recommender.candidates(history=STAR_WARS, filters={"year": {"$approx": 1990}})

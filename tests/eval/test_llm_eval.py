@@ -8,20 +8,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agent.assemble import adapter_prompt
+from agent.llm.base import shipped_adapters
+from prompts.loader import available
+
 
 def test_llm_ranker_on_candidates20_subset(data_dir: Path, tmp_path: Path, model_folder: Path,
                                           eval_chroma_path: Path) -> None:
     env = {**os.environ, "RECAGENT_DATA_DIR": str(data_dir), "RECAGENT_RUNS_DIR": str(tmp_path / "runs")}
-    command = [sys.executable, "-m", "ui.cli", "eval", "--dataset", "ml-latest-small", "--protocol",
+    command = [sys.executable, "-m", "app.cli", "eval", "--dataset", "ml-latest-small", "--protocol",
                "candidates20", "--ranker", "llm", "--split", "validation", "--limit", "12", "--format", "json",
                "--quiet", "--llm-backend", "transformers", "--permutations", "2",
                "--chroma-path", str(eval_chroma_path)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
+    shipped = shipped_adapters()
+    expected_adapter = "rerank" if "rerank" in shipped else None
+    version = adapter_prompt(shipped["rerank"]) if expected_adapter else max(available()["rerank_listwise"])
+    expected_prompt = f"rerank_listwise.v{version}"
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["protocol"] == "candidates20" and result["ranker"] == "llm" and result["subset"]
     assert result["users"] == 12 and result["users_target_in_candidates"] == 12  # the target is always shown
-    assert result["llm"] == {"backend": "transformers", "model": "gemma-3-270m", "prompt": "rerank_listwise.v1",
-                             "permutations": 2}
+    assert result["llm"] == {"backend": "transformers", "model": "gemma-3-270m", "adapter": expected_adapter,
+                             "prompt": expected_prompt, "permutations": 2}
     assert result["metrics"]["hit@20"]["value"] == 1.0  # a permutation of the 20 candidates
     assert 0.0 <= result["metrics"]["ndcg@10"]["value"] <= 1.0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 def test_fused_meets_the_bar_and_run_is_saved(data_dir: Path, tmp_path: Path, eval_chroma_path: Path) -> None:
     env = {**os.environ, "RECAGENT_DATA_DIR": str(data_dir), "RECAGENT_RUNS_DIR": str(tmp_path / "runs")}
-    command = [sys.executable, "-m", "ui.cli", "eval", "--dataset", "ml-latest-small", "--protocol", "loo",
+    command = [sys.executable, "-m", "app.cli", "eval", "--dataset", "ml-latest-small", "--protocol", "loo",
                "--ranker", "fused", "--split", "test", "--format", "json", "--quiet",
                "--chroma-path", str(eval_chroma_path)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from agent.assemble import build_agent
 from agent.catalog import LoadedIndex
-from agent.recommender import Recommender
 from conftest import make_settings
+from core.errors import IndexStateError
 from index.build import build_index
 from index.config import IndexConfig
 from index.embedder import Embedder
-from index.errors import IndexStateError
 from index.loaders import load_dataset
 from index.store import IndexStore, chroma_client
 
@@ -112,7 +112,7 @@ def test_server_mode_build_and_query(chroma_server: IndexConfig, small_data_dir:
                          progress=False)
     assert report.embedded == 300
     assert not (tmp_path / "unused").exists()  # nothing written locally in server mode
-    recommender = Recommender(LoadedIndex(store), settings, embedder_factory=lambda: embedder)
+    recommender = build_agent(settings, index=LoadedIndex(store), llm=None, embedder=embedder).recommender
     history = ["1", "260", "1196"]  # Toy Story, Star Wars IV and V
     found = recommender.candidates(history=history, k=10)
     assert len(found) == 10 and not set(history) & {c.id for c in found}

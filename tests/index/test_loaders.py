@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from index.errors import DataError, DatasetNotFound
+from core.errors import DataError, DatasetNotFound
 from index.loaders import detect_format, load_dataset
 
 
@@ -142,4 +142,23 @@ def test_generic_bad_json_line_and_typo_in_config(tmp_path: Path) -> None:
         load_dataset(str(folder), tmp_path)
     folder = _generic(tmp_path / "typo", "items.jsonl", extra='titel_column = "x"\n')
     with pytest.raises(DataError, match=r"dataset.toml.*titel_column"):
+        load_dataset(str(folder), tmp_path)
+
+
+def test_generic_without_timestamps_uses_file_order(tmp_path: Path) -> None:
+    """No timestamp column (or timestamp_column = ""): file order stands in for time, as for Last.fm; a
+    column the user names explicitly must exist."""
+    with_times = "user_id,item_id,timestamp,stars\nu1,b,9,5\nu1,a,1,4\nu2,a,3,3\n"
+    for extra, events in [("", "user_id,item_id,stars\nu1,b,5\nu1,a,4\nu2,a,3\n"),
+                          ('timestamp_column = ""\n', with_times)]:
+        folder = _generic(tmp_path / f"g{len(extra)}", "items.csv", extra=extra)
+        (folder / "items.csv").write_text("sku,name,blurb,color,size\na,A,x,red,1\nb,B,y,blue,2\n", encoding="utf-8")
+        (folder / "events.csv").write_text(events, encoding="utf-8")
+        dataset = load_dataset(str(folder), tmp_path)
+        assert dataset.interactions["timestamp"].tolist() == [0, 1, 2]
+        assert dataset.interactions["item"].tolist() == ["b", "a", "a"]
+        assert any("file order" in note for note in dataset.notes)
+    folder = _generic(tmp_path / "named", "items.csv", extra='timestamp_column = "when"\n')
+    (folder / "items.csv").write_text("sku,name,blurb,color,size\na,A,x,red,1\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"events.csv:1: missing column\(s\) when; header has user_id"):
         load_dataset(str(folder), tmp_path)

@@ -10,36 +10,33 @@ from typing import Any
 
 import pytest
 
-from agent.catalog import LoadedIndex
-from agent.dialogue import ConversationAgent
-from agent.recommender import Recommender
-from agent.settings import Settings
-from conftest import free_port
-from index.embedder import Embedder
-from index.store import IndexStore, chroma_client
-from ui.chat import apply_event, build_ui
+from agent.assemble import Agent
+from agent.events import DeltaEvent, DoneEvent, ItemsEvent, Recommendation, RecommendationResponse
+from conftest import agent_with_llm, free_port
+from ui.chat import apply_event, build_ui, launch
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def test_apply_event_is_pure() -> None:
+    item = Recommendation(id="1", title="Heat (1995)", score=1.0, reason="It is tense.")
     history = [{"role": "user", "content": "hi"}]
-    history, items = apply_event(history, [], {"type": "items", "items": [{"id": "1"}]})
-    history, items = apply_event(history, items, {"type": "delta", "text": "Here "})
-    history, items = apply_event(history, items, {"type": "delta", "text": "you go"})
-    assert history[-1] == {"role": "assistant", "content": "Here you go"} and items == [{"id": "1"}]
-    history, _ = apply_event(history, items, {"type": "done", "reply": "Here you go."})
+    history, items = apply_event(history, [], ItemsEvent(items=[item]))
+    history, items = apply_event(history, items, DeltaEvent(text="Here "))
+    history, items = apply_event(history, items, DeltaEvent(text="you go"))
+    assert history[-1] == {"role": "assistant", "content": "Here you go"} and items == [item.model_dump()]
+    done = RecommendationResponse(items=[item], reply="Here you go.", reranked_by="retriever", reply_by="template",
+                                  fallback=False)
+    history, _ = apply_event(history, items, DoneEvent(response=done))
     assert history[-1]["content"] == "Here you go." and len(history) == 2
 
 
 @pytest.fixture()
-def chat_url(small_index: Settings, embedder: Embedder) -> Iterator[str]:
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    index = LoadedIndex(IndexStore(chroma_client(small_index.index), "movies-small"))
-    agent = ConversationAgent(Recommender(index, small_index, embedder_factory=lambda: embedder))
+def chat_url(small_agent: Agent) -> Iterator[str]:
+    agent = agent_with_llm(small_agent, None)
     demo = build_ui(lambda name: agent, ["movies-small"], "movies-small")
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    launch(demo, "127.0.0.1", port, token=None, block=False)
     yield f"http://127.0.0.1:{port}"
     demo.close()
 

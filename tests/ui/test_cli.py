@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.settings import Settings
-from ui.cli import main
+from app.cli import main
 
 
 def _flags(settings: Settings) -> list[str]:

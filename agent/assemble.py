@@ -1,0 +1,176 @@
+"""The composition root: the one place that opens the index store, makes the embedder and the LLM,
+loads the prompts and builds the reranker, the reply writer, the turn pipeline and the conversation
+agent. The CLI, the HTTP API, the chat, the evaluation harness, the benchmarks and the tests all get
+their agent from `build_agent`; nothing else assembles these parts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.catalog import LoadedIndex
+from agent.dialogue import ConversationAgent
+from agent.llm.backends import make_llm
+from agent.llm.base import LLM
+from agent.recommender import Recommender
+from agent.rerank import LLMReranker
+from agent.respond import ReplyWriter
+from agent.settings import Settings
+from agent.store import ConversationStore
+from agent.turn import TurnPipeline
+from agent.understanding import CatalogVocabulary
+from index.build import BuildReport, build_index
+from index.dataset import Dataset
+from index.embedder import Embedder
+from index.loaders import load_dataset
+from index.store import IndexStore, Purpose, chroma_client, indexed_namespaces, namespace_of
+from prompts.loader import PromptTemplate, load_prompt
+
+
+class LazyEncoder:
+    """The sentence embedder, loaded on first use (a turn without free text never needs it)."""
+
+    def __init__(self, factory: Callable[[], Embedder]) -> None:
+        self._factory = factory
+        self._embedder: Embedder | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = self._factory()
+            return self._embedder
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.embedder.encode([text])[0]
+
+
+def embedder_factory(settings: Settings, embedder: Embedder | None = None) -> Callable[[], Embedder]:
+    return (lambda: embedder) if embedder is not None else (lambda: Embedder(settings.index.embedder))
+
+
+def open_store(settings: Settings, namespace: str) -> IndexStore:
+    return IndexStore(chroma_client(settings.index), namespace)
+
+
+def dataset_namespace(settings: Settings, dataset: str | None = None) -> str:
+    """The namespace of a dataset given by name or folder (the configured one by default)."""
+    return namespace_of(dataset or settings.data.dataset)
+
+
+def index_dataset(settings: Settings, dataset: Dataset, embedder: Embedder | None = None, progress: bool = True,
+                  purpose: Purpose = "dataset") -> BuildReport:
+    """Build or update the index of a loaded dataset (its name is the namespace)."""
+    return build_index(dataset, open_store(settings, dataset.name), settings.index,
+                       embedder_factory(settings, embedder), progress=progress, purpose=purpose)
+
+
+def index_named_dataset(settings: Settings, dataset: str | None = None, embedder: Embedder | None = None,
+                        progress: bool = True) -> tuple[Dataset, BuildReport]:
+    data = load_dataset(dataset or settings.data.dataset, settings.data.data_dir)
+    return data, index_dataset(settings, data, embedder, progress)
+
+
+def indexed_datasets(settings: Settings) -> list[str]:
+    """Namespaces with a finished dataset index (evaluation and training copies left out)."""
+    return indexed_namespaces(chroma_client(settings.index), "dataset")
+
+
+def make_configured_llm(settings: Settings) -> LLM | None:
+    return None if settings.llm.backend == "none" else make_llm(settings.llm)
+
+
+def adapter_prompt(adapter_folder: str | None) -> int | None:
+    """The prompt version an adapter was trained with, from its manifest ('rerank_listwise.v3' -> 3)."""
+    if adapter_folder is None:
+        return None
+    manifest = Path(adapter_folder) / "manifest.json"
+    if not manifest.exists():
+        return None
+    prompt = str(json.loads(manifest.read_text(encoding="utf-8")).get("prompt", ""))
+    return int(prompt.rsplit(".v", 1)[1]) if ".v" in prompt else None
+
+
+def _prompt(settings: Settings, name: str, version: int | None, adapter: str | None) -> PromptTemplate:
+    if version is None:
+        version = adapter_prompt(settings.llm.adapters.get(adapter) if adapter else None)
+    return load_prompt(name, version)
+
+
+FROM_SETTINGS: Any = object()  # build_agent's default: the LLM the settings describe
+
+
+@dataclass
+class Agent:
+    """Everything a request needs, assembled once per dataset."""
+
+    settings: Settings
+    namespace: str
+    index: LoadedIndex
+    recommender: Recommender
+    pipeline: TurnPipeline
+    conversations: ConversationAgent
+    encoder: LazyEncoder
+    llm: LLM | None
+    rerank_adapter: str | None
+    reply_adapter: str | None
+    prompts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reranker(self) -> LLMReranker | None:
+        return self.pipeline.reranker
+
+    def describe(self) -> dict[str, Any]:
+        """What answers: recorded with evaluation runs and shown by /health."""
+        return {"namespace": self.namespace, "llm": self.llm.name if self.llm else None,
+                "backend": self.settings.llm.backend if self.llm else "none",
+                "rerank_adapter": self.rerank_adapter, "reply_adapter": self.reply_adapter, "prompts": self.prompts}
+
+    def close(self) -> None:
+        if self.llm is not None:
+            self.llm.close()
+
+
+def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | None = FROM_SETTINGS,
+                embedder: Embedder | None = None, encoder: LazyEncoder | None = None,
+                index: LoadedIndex | None = None, conversations: ConversationStore | None = None,
+                namespace: str | None = None) -> Agent:
+    """The agent over a dataset's index (or an explicit `namespace`, e.g. an evaluation copy).
+
+    `llm` defaults to the configured one (none with llm.backend = 'none'); pass an LLM to share one
+    model across datasets, or None for the retriever with templated replies. `index`, `encoder` and
+    `embedder` let callers reuse what they already loaded.
+    """
+    namespace = namespace or (index.store.namespace if index is not None else dataset_namespace(settings, dataset))
+    index = index or LoadedIndex(open_store(settings, namespace))
+    encoder = encoder or LazyEncoder(embedder_factory(settings, embedder))
+    if llm is FROM_SETTINGS:
+        llm = make_configured_llm(settings)
+    recommender = Recommender(index, settings.retrieval, encoder)
+    reranker = replier = None
+    rerank_adapter = reply_adapter = None
+    prompts: dict[str, str] = {}
+    if llm is not None:
+        adapters = settings.llm.adapters
+        rerank_adapter = settings.rerank.adapter if settings.rerank.adapter in adapters else None
+        reply_adapter = settings.reply.adapter if settings.reply.adapter in adapters else None
+        rerank_prompt = _prompt(settings, settings.rerank.prompt, settings.rerank.prompt_version, rerank_adapter)
+        reply_prompt = _prompt(settings, settings.reply.prompt, settings.reply.prompt_version, reply_adapter)
+        prompts = {"rerank": rerank_prompt.id, "reply": reply_prompt.id}
+        reranker = LLMReranker(llm, index, rerank_prompt, settings.rerank.permutations,
+                               settings.rerank.history_window, settings.rerank.batch_size, rerank_adapter)
+        replier = ReplyWriter(llm, reply_prompt, list(index.titles.values()), index.noun, reply_adapter,
+                              settings.reply.max_items, settings.reply.max_tokens)
+    pipeline = TurnPipeline(recommender, reranker, replier, settings.rerank.candidates)
+    dialogue = ConversationAgent(pipeline, conversations or ConversationStore(),
+                                 CatalogVocabulary(index, encoder), turn_wait_s=settings.api.turn_wait_s)
+    return Agent(settings, namespace, index, recommender, pipeline, dialogue, encoder, llm, rerank_adapter,
+                 reply_adapter, prompts)

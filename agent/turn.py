@@ -1,0 +1,160 @@
+"""A turn as a pipeline of small steps: retrieve -> rerank -> explain -> reply.
+
+`recommend` runs the steps and returns the response; `events` runs the same steps and yields typed
+events, the reply sentence by sentence as the LLM writes it. Every item comes from the retrieved
+candidates; when the LLM is down, slow or unusable the retriever's order and templated reasons stand,
+and the response says why in `fallback_reason`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from agent.catalog import LoadedIndex
+from agent.events import (
+    DeltaEvent,
+    DoneEvent,
+    ItemsEvent,
+    Recommendation,
+    RecommendationResponse,
+    TurnRequest,
+)
+from agent.evidence import evidence_for
+from agent.llm.base import LLMError
+from agent.recommender import Candidate, Recommender
+from agent.rerank import LLMReranker, RerankList
+from agent.respond import ReplyWriter, template_reply
+
+
+@dataclass
+class Retrieved:
+    candidates: list[Candidate]  # the pool, in the retriever's order
+    seen: list[str]  # the user's stored history, then the given one
+
+
+@dataclass
+class Ranked:
+    items: list[Recommendation]
+    reranked: bool
+    problem: str | None
+
+
+@dataclass
+class Timer:
+    started: float = field(default_factory=time.perf_counter)
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.marks[name] = round(now - self.started - sum(self.marks.values()), 4)
+
+
+class TurnPipeline:
+    def __init__(self, recommender: Recommender, reranker: LLMReranker | None, replier: ReplyWriter | None,
+                 rerank_candidates: int = 20) -> None:
+        self.recommender = recommender
+        self.reranker = reranker
+        self.replier = replier
+        self.rerank_candidates = rerank_candidates
+
+    @property
+    def index(self) -> LoadedIndex:
+        return self.recommender.index
+
+    # steps -------------------------------------------------------------------------------------
+
+    def retrieve(self, request: TurnRequest) -> Retrieved:
+        pool = max(request.k, self.rerank_candidates)
+        found = self.recommender.candidates(user=request.user, history=request.history or None,
+                                            query=request.query, k=pool, filters=request.filters,
+                                            exclude=request.exclude)
+        seen = list(self.index.user_history(request.user)[0]) if request.user is not None else []
+        return Retrieved(found, seen + list(request.history))
+
+    def rerank(self, request: TurnRequest, retrieved: Retrieved) -> tuple[list[str], bool, str | None]:
+        """The order of the pool: the LLM's for its first candidates, or the retriever's and why."""
+        ids = [c.id for c in retrieved.candidates]
+        head = ids[: self.rerank_candidates]
+        if self.reranker is None:
+            return ids, False, None
+        if len(head) < 2:
+            return ids, False, None  # nothing to reorder: not an LLM ranking, not a failure either
+        try:
+            result = self.reranker.rerank([RerankList(retrieved.seen, head, request.query)])[0]
+        except LLMError as exc:
+            return ids, False, str(exc)
+        if result.scored == 0:
+            return ids, False, "the LLM scored none of the candidates"
+        return result.order + ids[len(head):], True, None
+
+    def explain(self, request: TurnRequest, retrieved: Retrieved, order: list[str]) -> list[Recommendation]:
+        by_id = {c.id: c for c in retrieved.candidates}
+        items = []
+        for item_id in order[: request.k]:
+            reason, evidence = evidence_for(self.index, item_id, retrieved.seen, request.query)
+            c = by_id[item_id]
+            items.append(Recommendation(id=c.id, title=c.title, score=c.score, reason=reason, evidence=evidence,
+                                        attributes=c.attributes))
+        return items
+
+    def reply_sentences(self, request: TurnRequest, ranked: Ranked, seen: list[str]) -> Iterator[str]:
+        """Grounded LLM sentences; nothing when there is no LLM, no item, or the ranking already failed."""
+        if self.replier is None or ranked.problem is not None or not ranked.items:
+            return
+        entries = self.index.entries
+        recent = [entries[h].title for h in seen[-3:] if h in entries]
+        prompt_request = request.query or ("more like " + ", ".join(recent) if recent else "recommendations")
+        cited = [entries[e].title for item in ranked.items for e in item.evidence if e in entries]
+        yield from self.replier.sentences(prompt_request, ranked.items, cited, request.query or "")
+
+    # the turn ----------------------------------------------------------------------------------
+
+    def events(self, request: TurnRequest) -> Iterator[ItemsEvent | DeltaEvent | DoneEvent]:
+        timer = Timer()
+        ranked, seen = self._rank(request, timer)
+        yield ItemsEvent(items=ranked.items, fallback=ranked.problem is not None, fallback_reason=ranked.problem)
+        sentences: list[str] = []
+        problem = ranked.problem
+        try:
+            for sentence in self.reply_sentences(request, ranked, seen):
+                sentences.append(sentence)
+                yield DeltaEvent(text=(" " if len(sentences) > 1 else "") + sentence)
+        except LLMError as exc:
+            problem = str(exc)
+        response = self._response(ranked, sentences, problem, timer)
+        if not sentences:
+            for line in response.reply.splitlines(keepends=True):
+                yield DeltaEvent(text=line)
+        yield DoneEvent(response=response)
+
+    def recommend(self, request: TurnRequest) -> RecommendationResponse:
+        timer = Timer()
+        ranked, seen = self._rank(request, timer)
+        problem = ranked.problem
+        try:
+            sentences = list(self.reply_sentences(request, ranked, seen))
+        except LLMError as exc:
+            sentences, problem = [], str(exc)
+        return self._response(ranked, sentences, problem, timer)
+
+    def _rank(self, request: TurnRequest, timer: Timer) -> tuple[Ranked, list[str]]:
+        retrieved = self.retrieve(request)
+        timer.mark("retrieval_s")
+        order, reranked, problem = self.rerank(request, retrieved)
+        items = self.explain(request, retrieved, order)
+        timer.mark("rerank_s")
+        return Ranked(items, reranked, problem), retrieved.seen
+
+    def _response(self, ranked: Ranked, sentences: list[str], problem: str | None,
+                  timer: Timer) -> RecommendationResponse:
+        llm_configured = self.reranker is not None or self.replier is not None
+        if self.replier is not None and not sentences and problem is None and ranked.items:
+            problem = "the LLM's reply could not be grounded in the recommended items"
+        timer.mark("reply_s")
+        return RecommendationResponse(
+            items=ranked.items, reply=" ".join(sentences) if sentences else template_reply(ranked.items,
+                                                                                           self.index.noun),
+            reranked_by="llm" if ranked.reranked else "retriever", reply_by="llm" if sentences else "template",
+            fallback=llm_configured and problem is not None, fallback_reason=problem, timings=timer.marks)

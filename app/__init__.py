@@ -1,0 +1,1 @@
+"""Entry points: the recagent command."""

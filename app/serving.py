@@ -1,0 +1,103 @@
+"""The recagent commands that serve: the HTTP API, the Gradio chat and vLLM's server for the model."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.options import settings_from
+from core.errors import InvalidRequest
+
+
+def _token(settings: Any, host: str) -> str | None:
+    from ui.auth import requires_token
+
+    token = settings.api.token.get_secret_value() if settings.api.token is not None else None
+    if requires_token(host) and not token:
+        raise InvalidRequest(f"serving on {host} (not loopback) needs a bearer token: set RECAGENT_API_TOKEN "
+                             f"(or api.token in the settings file)")
+    return token
+
+
+def _conversations(args: argparse.Namespace, dataset: str) -> Any:
+    from agent.store import ConversationStore
+
+    return ConversationStore(args.conversations / dataset) if args.conversations else None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agent.assemble import build_agent
+    from ui.api import create_app
+
+    settings = settings_from(args)
+    token = _token(settings, args.host)
+    agent = build_agent(settings, conversations=_conversations(args, Path(settings.data.dataset).name))
+    app = create_app(agent, token=token)
+    print(f"recagent API at http://{args.host}:{args.port} (OpenAPI schema at /openapi.json)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                timeout_graceful_shutdown=int(settings.api.shutdown_grace_s))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Index the dataset if needed (incremental), then open the Gradio chat."""
+    from agent.assemble import Agent, build_agent, indexed_datasets, make_configured_llm
+    from app.commands import cmd_index_build
+    from ui.chat import build_ui, launch
+
+    settings = settings_from(args)
+    token = _token(settings, args.host)
+    if not args.skip_build:
+        cmd_index_build(args)
+    llm = make_configured_llm(settings)  # one model in memory for every dataset
+    agents: dict[str, Agent] = {}
+
+    def agent_for(dataset: str) -> Agent:
+        if dataset not in agents:
+            agents[dataset] = build_agent(settings, dataset, llm=llm, conversations=_conversations(args, dataset))
+        return agents[dataset]
+
+    current = Path(settings.data.dataset).name
+    agent_for(current)
+    demo = build_ui(agent_for, sorted({current, *indexed_datasets(settings)}), current)
+    print(f"recagent chat at http://{args.host}:{args.port}", flush=True)
+    launch(demo, args.host, args.port, token)
+    return 0
+
+
+def cmd_llm_serve(args: argparse.Namespace) -> int:
+    from agent.llm.serve import ServeOptions, start_server, stop_server
+
+    settings = settings_from(args)
+    adapters = args.lora_modules if args.lora_modules is not None else [
+        f"{name}={folder}" for name, folder in settings.llm.adapters.items()]
+    options = ServeOptions(model=args.model, served_name=args.served_name, host=args.host, port=args.port,
+                           dtype=args.dtype, max_model_len=args.max_model_len, max_logprobs=args.max_logprobs,
+                           lora_modules=adapters, extra_args=args.vllm_args or (),
+                           model_cache=settings.llm.model_cache)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C and `kill` both stop the server cleanly (a shell's background job starts with SIGINT ignored).
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    print(f"starting vLLM for {options.model} (this takes a minute or two on a CPU)...", flush=True)
+    try:
+        process = start_server(options, log=args.log, timeout_s=args.startup_timeout)
+    except KeyboardInterrupt:
+        print("stopped before the server was ready", file=sys.stderr)
+        return 130
+    print(f"serving at http://{options.host}:{options.port}/v1  (Ctrl-C stops it)", flush=True)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        print("stopping...", file=sys.stderr)
+    finally:
+        stop_server(process)
+    return 0 if process.returncode in (0, -15, None) else 1

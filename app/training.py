@@ -1,0 +1,64 @@
+"""The recagent commands that fine-tune: `train rerank` (and, with it, what reproduces a shipped adapter)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from app.options import settings_from
+
+
+def _command() -> str | None:
+    """The command line as typed, for the manifest (when run as `recagent`)."""
+    return shlex.join(["recagent", *sys.argv[1:]]) if Path(sys.argv[0]).name == "recagent" else None
+
+
+def cmd_train_rerank(args: argparse.Namespace) -> int:
+    from train.lora import LoraSettings, TrainSettings
+    from train.rerank_data import RerankDataConfig
+    from train.run import RerankRun, run_rerank
+
+    settings = settings_from(args)
+    dataset = args.dataset or settings.data.dataset
+    run = RerankRun(
+        dataset=dataset, out=args.out or Path("models") / dataset / "rerank", prompt_version=args.prompt_version,
+        validation_users=args.validation_users, init_adapter=args.init_adapter,
+        data=RerankDataConfig(negatives=args.negatives, hard_fraction=args.hard_fraction, examples=args.examples,
+                              per_user=args.per_user, folds=args.folds, request_fraction=args.request_fraction,
+                              seed=args.seed),
+        train=TrainSettings(lr=args.lr, micro_batch=args.micro_batch, grad_accum=args.grad_accum,
+                            epochs=args.epochs, eval_every=args.eval_every, patience=args.patience,
+                            max_steps=args.max_steps, seed=args.seed,
+                            lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha,
+                                              targets=tuple(args.lora_targets.split(",")))),
+        command=_command())
+    summary = run_rerank(settings, run, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in summary.items() if k != "settings"}))
+    return 0
+
+
+def add_train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, help="adapter folder (default models/DATASET/rerank)")
+    p.add_argument("--negatives", choices=["hard", "random", "mix"], default="mix")
+    p.add_argument("--hard-fraction", type=float, default=0.5, help="share of hard lists with --negatives mix")
+    p.add_argument("--examples", type=int, default=3000, help="training prefixes used (sampled)")
+    p.add_argument("--per-user", type=int, default=40, help="prefixes sampled per user before filtering")
+    p.add_argument("--folds", type=int, default=5, help="user folds for leak-free hard negatives")
+    p.add_argument("--request-fraction", type=float, default=0.2, help="examples given a request")
+    p.add_argument("--prompt-version", type=int, default=3, help="rerank_listwise version (3 shows evidence)")
+    p.add_argument("--validation-users", type=int, help="score checkpoints on the first N validation users")
+    p.add_argument("--init-adapter", type=Path, help="start from this adapter (e.g. a domain-adapted one)")
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--micro-batch", type=int, default=4)
+    p.add_argument("--grad-accum", type=int, default=4)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--eval-every", type=int, default=25, help="optimizer steps between validations")
+    p.add_argument("--patience", type=int, default=4, help="validations without improvement before stopping")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-alpha", type=int, default=32)
+    p.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj")
+    p.add_argument("--seed", type=int, default=0)

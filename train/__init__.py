@@ -1,0 +1,1 @@
+"""Fine-tuning the LLM for the agent: LoRA adapters for ranking and for grounded replies."""

@@ -1,0 +1,258 @@
+"""A LoRA training loop for the base model, the same on a 2-core CPU and on a GPU.
+
+One loop for every task: a task turns a micro-batch of examples into a loss. The loop adds LoRA
+(peft) to the base model, trains with AdamW and gradient accumulation under bf16 autocast, validates
+every `eval_every` optimizer steps, keeps the best adapter, stops early after `patience` evaluations
+without improvement, and writes a checkpoint (adapter, optimizer, scheduler, random state) after each
+evaluation, so a killed run resumes where its last checkpoint left it and ends at the same step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+from core.errors import RecagentError
+
+E = TypeVar("E")
+E_contra = TypeVar("E_contra", contravariant=True)
+
+
+class Task(Protocol[E_contra]):
+    def loss(self, model: Any, examples: Sequence[E_contra]) -> Any:
+        """The mean loss of a micro-batch (a scalar tensor with a gradient)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 8
+    alpha: int = 32
+    dropout: float = 0.05
+    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    lr: float = 2e-4
+    warmup_steps: int = 10
+    micro_batch: int = 4
+    grad_accum: int = 4
+    epochs: float = 1.0
+    eval_every: int = 40  # optimizer steps
+    patience: int = 4  # evaluations without improvement before stopping
+    max_steps: int | None = None
+    seed: int = 0
+    bf16: bool = True
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    def fingerprint(self, data_key: str) -> str:
+        return hashlib.sha256(json.dumps([asdict(self), data_key], sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    total_steps: int = 0
+    best_metric: float = -math.inf
+    best_step: int = 0
+    bad_evals: int = 0
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+
+class TrainingError(RecagentError):
+    pass
+
+
+def load_base(model_folder: str, lora: LoraSettings | None = None) -> tuple[Any, Any]:
+    """The tokenizer and the base model in fp32 (bf16 autocast does the matmuls), with LoRA if asked."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tokenizer = AutoTokenizer.from_pretrained(model_folder)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model: Any = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
+    if lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                 target_modules=list(lora.targets), task_type="CAUSAL_LM"))
+    return tokenizer, model
+
+
+def autocast(enabled: bool) -> Any:
+    import torch
+
+    return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+def save_adapter(model: Any, folder: Path, bf16: bool = False, base_name: str = "default") -> None:
+    """Write the adapter to `folder` atomically; `bf16` halves the shipped size."""
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging))
+    config_path = staging / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = base_name  # not a path on the machine that trained it
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if bf16:
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        weights = staging / "adapter_model.safetensors"
+        tensors = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(str(weights)).items()}
+        save_file(tensors, str(weights), metadata={"format": "pt"})
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+
+
+class LoraTrainer(Generic[E]):
+    """Trains a LoRA adapter on `examples` with `task`; `evaluate(model)` returns validation metrics."""
+
+    def __init__(self, model_folder: str, task_factory: Callable[[Any], Task[E]], settings: TrainSettings,
+                 out_dir: Path, metric: str, data_key: str, init_adapter: Path | None = None) -> None:
+        import torch
+
+        self.settings = settings
+        self.out_dir = out_dir
+        self.metric = metric
+        self.fingerprint = settings.fingerprint(data_key + (str(init_adapter) if init_adapter else ""))
+        torch.manual_seed(settings.seed)
+        self.tokenizer, self.model = load_base(model_folder, None if init_adapter else settings.lora)
+        if init_adapter is not None:  # continue from an adapter (e.g. the domain-adapted one)
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, str(init_adapter), is_trainable=True)
+        self.task = task_factory(self.tokenizer)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+        self.state = TrainState()
+
+    # checkpoints ---------------------------------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / "checkpoint"
+
+    def _save_checkpoint(self, scheduler: Any) -> None:
+        import torch
+
+        staging = self.out_dir / "checkpoint.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        save_adapter(self.model, staging / "adapter")
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, staging / "optimizer.pt")
+        (staging / "state.json").write_text(json.dumps({"fingerprint": self.fingerprint, **asdict(self.state)}))
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        staging.rename(self.checkpoint_dir)
+
+    def _resume(self, scheduler: Any) -> bool:
+        import torch
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state_path = self.checkpoint_dir / "state.json"
+        if not state_path.exists():
+            return False
+        saved = json.loads(state_path.read_text())
+        if saved.pop("fingerprint") != self.fingerprint:
+            raise TrainingError(f"{self.checkpoint_dir} holds a checkpoint of a run with other settings or data; "
+                                f"remove it or choose another --out")
+        set_peft_model_state_dict(self.model, load_file(str(self.checkpoint_dir / "adapter" /
+                                                            "adapter_model.safetensors")))
+        blob = torch.load(self.checkpoint_dir / "optimizer.pt", weights_only=False)
+        self.optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+        torch.set_rng_state(blob["torch_rng"])
+        self.state = TrainState(**saved)
+        return True
+
+    # the loop ------------------------------------------------------------------------------------
+
+    def train(self, examples: Sequence[E], evaluate: Callable[[Any], dict[str, float]],
+              progress: bool = True, stop_after: int | None = None) -> TrainState:
+        """Train to the end (or early stop); `stop_after` ends the process's work after that many
+        optimizer steps, as a kill would (for testing resume)."""
+        import torch
+
+        s = self.settings
+        per_step = s.micro_batch * s.grad_accum
+        total = max(1, math.ceil(len(examples) * s.epochs / per_step))
+        if s.max_steps:
+            total = min(total, s.max_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: min(
+            (step + 1) / max(s.warmup_steps, 1), max(0.1, 1 - step / total)))
+        resumed = self._resume(scheduler)
+        self.state.total_steps = total
+        rng = np.random.default_rng(s.seed)
+        epochs = math.ceil(s.epochs) + 1
+        order = np.concatenate([rng.permutation(len(examples)) for _ in range(epochs)])
+        if not resumed:
+            self._evaluate(evaluate, scheduler)
+        bar = tqdm(total=total, initial=self.state.step, desc="training", unit="step", disable=not progress)
+        started = time.perf_counter() - self.state.seconds
+        done_here = 0
+        while self.state.step < total and not self.state.stopped_early:
+            self.model.train()
+            running = 0.0
+            for micro in range(s.grad_accum):
+                start = (self.state.step * s.grad_accum + micro) * s.micro_batch
+                batch = [examples[int(i)] for i in order[start:start + s.micro_batch]]
+                with autocast(s.bf16):
+                    loss = self.task.loss(self.model, batch) / s.grad_accum
+                loss.backward()
+                running += float(loss.detach())
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
+            self.optimizer.step()
+            scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.step += 1
+            self.state.losses.append(round(running, 5))
+            self.state.seconds = time.perf_counter() - started
+            done_here += 1
+            bar.update(1)
+            recent = self.state.losses[-20:]
+            bar.set_postfix({"loss": f"{np.mean(recent):.3f}", f"val_{self.metric}": f"{self.state.best_metric:.4f}"})
+            if self.state.step % s.eval_every == 0 or self.state.step == total:
+                self._evaluate(evaluate, scheduler)
+                bar.set_postfix({"loss": f"{np.mean(recent):.3f}",
+                                 f"val_{self.metric}": f"{self.state.evaluations[-1][self.metric]:.4f}"})
+            if stop_after is not None and done_here >= stop_after:
+                break
+        bar.close()
+        return self.state
+
+    def _evaluate(self, evaluate: Callable[[Any], dict[str, float]], scheduler: Any) -> None:
+        import torch
+
+        self.model.eval()
+        with torch.inference_mode(), autocast(self.settings.bf16):
+            metrics = evaluate(self.model)
+        self.state.evaluations.append({"step": self.state.step, **{k: round(v, 5) for k, v in metrics.items()}})
+        value = metrics[self.metric]
+        if value > self.state.best_metric:
+            self.state.best_metric, self.state.best_step, self.state.bad_evals = value, self.state.step, 0
+            save_adapter(self.model, self.out_dir / "best")
+        else:
+            self.state.bad_evals += 1
+            if self.state.bad_evals >= self.settings.patience:
+                self.state.stopped_early = True
+        self._save_checkpoint(scheduler)

@@ -1,0 +1,103 @@
+"""`recagent train rerank`: a LoRA ranker whose label log-probabilities order the candidates.
+
+The loss is the cross-entropy of the answer's label among the labels shown (a softmax restricted to
+those label tokens), at the last position only (`logits_to_keep=1`). Checkpoints are chosen by the
+validation ndcg@10 of the fused retriever's top 20 reranked: the way the agent uses the ranker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.labels import LABELS
+from train.lora import LoraTrainer, TrainSettings, TrainState
+from train.rerank_data import LabelExample, ValidationSet
+
+
+class LabelTask:
+    def __init__(self, tokenizer: Any) -> None:
+        import torch
+
+        self.tokenizer = tokenizer
+        ids = []
+        for label in LABELS:
+            tokens = tokenizer.encode(label, add_special_tokens=False)
+            if len(tokens) != 1:
+                raise ValueError(f"label {label!r} is not one token for this tokenizer")
+            ids.append(tokens[0])
+        self.label_ids = torch.tensor(ids)
+
+    def label_logits(self, model: Any, prompts: Sequence[str]) -> Any:
+        batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(**batch, logits_to_keep=1).logits[:, -1, :]
+        return logits[:, self.label_ids.to(device)].float()
+
+    def loss(self, model: Any, examples: Sequence[LabelExample]) -> Any:
+        import torch
+
+        logits = self.label_logits(model, [e.prompt for e in examples])
+        shown = torch.arange(len(LABELS))[None, :] < torch.tensor([e.labels for e in examples])[:, None]
+        logits = logits.masked_fill(~shown.to(logits.device), float("-inf"))
+        targets = torch.tensor([e.target for e in examples], device=logits.device)
+        return torch.nn.functional.cross_entropy(logits, targets)
+
+    def ranks(self, model: Any, examples: Sequence[LabelExample], batch: int = 8) -> list[int]:
+        """The 0-based rank the model gives each example's answer (ties keep the shown order)."""
+        out = []
+        for start in range(0, len(examples), batch):
+            chunk = examples[start:start + batch]
+            scores = self.label_logits(model, [e.prompt for e in chunk]).cpu().numpy()
+            for row, e in zip(scores, chunk, strict=True):
+                order = sorted(range(e.labels), key=lambda i: (-row[i], i))
+                out.append(order.index(e.target))
+        return out
+
+
+def rank_metrics(ranks: Sequence[int], users: int) -> dict[str, float]:
+    """ndcg@10 and recall@10 over the covered users and over all validation users."""
+    ndcg = np.array([1.0 / np.log2(r + 2) if r < 10 else 0.0 for r in ranks])
+    hit = np.array([1.0 if r < 10 else 0.0 for r in ranks])
+    return {"ndcg@10": float(ndcg.sum() / max(users, 1)), "recall@10": float(hit.sum() / max(users, 1)),
+            "ndcg@10_covered": float(ndcg.mean()) if len(ndcg) else 0.0}
+
+
+def train_ranker(model_folder: str, examples: Sequence[LabelExample], validation: ValidationSet,
+                 settings: TrainSettings, out_dir: Path, data_key: str, progress: bool = True,
+                 init_adapter: Path | None = None, stop_after: int | None = None
+                 ) -> tuple[TrainState, dict[str, Any]]:
+    """Train; returns the final state and a summary (retriever and zero-shot validation figures included)."""
+    trainer: LoraTrainer[LabelExample] = LoraTrainer(model_folder, LabelTask, settings, out_dir, "ndcg@10",
+                                                     data_key, init_adapter)
+    task: LabelTask = trainer.task  # type: ignore[assignment]
+
+    def evaluate(model: Any) -> dict[str, float]:
+        return rank_metrics(task.ranks(model, validation.examples), validation.users)
+
+    started = time.perf_counter()
+    state = trainer.train(examples, evaluate, progress=progress, stop_after=stop_after)
+    summary = {"examples": len(examples), "examples_by_kind": _kinds(examples),
+               "validation_users": validation.users, "validation_covered": len(validation.examples),
+               "retriever_validation": rank_metrics(validation.retriever_slots, validation.users),
+               "evaluations": state.evaluations, "best_step": state.best_step, "steps": state.step,
+               "total_steps": state.total_steps, "stopped_early": state.stopped_early,
+               "train_seconds": round(state.seconds, 1), "wall_seconds_this_process":
+               round(time.perf_counter() - started, 1), "settings": asdict(settings)}
+    return state, summary
+
+
+def _kinds(examples: Sequence[LabelExample]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in examples:
+        counts[e.kind] = counts.get(e.kind, 0) + 1
+    return counts
+
+
+Evaluate = Callable[[Any], dict[str, float]]

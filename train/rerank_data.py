@@ -1,0 +1,206 @@
+"""Training and validation examples for the listwise ranker, from the training part of `loo` only.
+
+Every example is a prefix of a user's *training* sequence: the history before position t and the item
+at t as the answer, shown among 19 other candidates (LlamaRec's recipe). Negatives are either random
+unseen items in a shuffled list (LlamaRec, and the `candidates20` protocol), or *hard*: the fused
+retriever's top 20, in its order, when the answer is among them (what the ranker sees in the agent).
+
+The hard lists must not come from a retriever that has already seen the answer: a model fitted on the
+whole training part has learned each (prefix -> next item) pair it would be asked about. So users are
+split into folds and each fold's examples come from a retriever fitted on the other folds' users only
+(every retriever here is item-to-item, so it scores any history). Validation targets are used only to
+score checkpoints, never as examples; test is not touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from agent.assemble import build_agent, index_dataset
+from agent.catalog import LoadedIndex
+from agent.evidence import candidate_facts
+from agent.recommender import Recommender
+from agent.rerank import RerankInput, render_prompt
+from agent.settings import Settings
+from core.labels import MAX_LABELLED
+from eval.protocols import Case, Split
+from index.collab import user_histories
+from index.dataset import Dataset
+from index.embedder import Embedder
+from prompts.loader import PromptTemplate
+
+Negatives = Literal["hard", "random", "mix"]
+
+
+@dataclass(frozen=True)
+class LabelExample:
+    """A rendered ranking prompt whose answer is the label in slot `target` of `labels` shown."""
+
+    prompt: str
+    labels: int
+    target: int
+    kind: str  # "hard" or "random"
+    user: str
+
+
+@dataclass(frozen=True)
+class RerankDataConfig:
+    negatives: Negatives = "mix"
+    hard_fraction: float = 0.5  # for "mix"
+    examples: int = 4000
+    per_user: int = 40  # prefixes sampled per user before the hard filter
+    min_history: int = 3
+    folds: int = 5
+    request_fraction: float = 0.2  # examples that carry a request built from the answer's attributes
+    history_window: int = 10
+    seed: int = 0
+
+    def fingerprint(self, template: PromptTemplate, data_hash: str) -> str:
+        raw = json.dumps([asdict(self), template.id, template.template, data_hash, "v1"], sort_keys=True)
+        return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+def fold_of(user: str, folds: int) -> int:
+    return int(hashlib.sha1(user.encode()).hexdigest(), 16) % folds
+
+
+def _fold_index(settings: Settings, train: Dataset, fold: int, folds: int, embedder: Embedder | None) -> Recommender:
+    """The retriever fitted on every training interaction of users outside `fold`."""
+    users = train.interactions["user"].astype(str)
+    keep = users.map(lambda u: fold_of(u, folds) != fold)
+    data = Dataset(f"{train.name}-f{fold}of{folds}", train.items, train.interactions[keep.to_numpy()].copy(),
+                   train.files, item_noun=train.item_noun)
+    index_dataset(settings, data, embedder, progress=False, purpose="train")
+    return build_agent(settings, namespace=data.name, llm=None, embedder=embedder).recommender
+
+
+def _request_for(index: LoadedIndex, target: str, candidates: Sequence[str], rng: random.Random) -> str | None:
+    """A short request that the answer fits and not every candidate does, from its attribute values."""
+    attribute = index.descriptive_attribute
+    if attribute is None:
+        return None
+    value_or_list = index.entries[target].attributes.get(attribute)
+    values = list(value_or_list) if isinstance(value_or_list, list) else [value_or_list] if value_or_list else []
+    rng.shuffle(values)
+    for value in values:
+        having = sum(1 for c in candidates if value in (index.entries[c].attributes.get(attribute) or []))
+        if having < len(candidates):
+            phrase = rng.choice(["Something {v}", "I'm in the mood for {v}", "Any good {v} {n}s?",
+                                 "Recommend me a {v} {n}", "{v}, please"])
+            return phrase.format(v=str(value).lower() if rng.random() < 0.5 else value, n=index.noun)
+    return None
+
+
+def _example(index: LoadedIndex, template: PromptTemplate, history: Sequence[str], candidates: list[str],
+             target: str, kind: str, user: str, request: str | None, window: int) -> LabelExample:
+    facts = candidate_facts(index, history, candidates)
+    titles = index.titles
+    item = RerankInput([titles[h] for h in history[-window:] if h in titles],
+                       [(c, titles[c], f) for c, f in zip(candidates, facts, strict=True)], request)
+    prompt = render_prompt(template, item, list(range(len(candidates))), index.noun, window)
+    return LabelExample(prompt, len(candidates), candidates.index(target), kind, user)
+
+
+def training_examples(settings: Settings, split: Split, template: PromptTemplate, config: RerankDataConfig,
+                      embedder: Embedder | None = None, progress: bool = True) -> list[LabelExample]:
+    """Examples from prefixes of the training sequences, with hard, random or mixed negatives."""
+    rng = random.Random(config.seed)
+    train = split.train
+    ids = list(train.items)
+    histories = user_histories(train.interactions, ids)
+    examples: list[LabelExample] = []
+    for fold in range(config.folds):
+        members = [h for h in histories if fold_of(h.user, config.folds) == fold]
+        recommender = _fold_index(settings, train, fold, config.folds, embedder)
+        index = recommender.index
+        for history in tqdm(members, desc=f"examples (fold {fold + 1}/{config.folds})", unit="user",
+                            disable=not progress):
+            sequence = [ids[p] for p in history.items]
+            times = [int(t) for t in history.timestamps]
+            positions = list(range(config.min_history, len(sequence)))
+            for t in rng.sample(positions, min(config.per_user, len(positions))):
+                prefix, target = sequence[:t], sequence[t]
+                if target in prefix:
+                    continue
+                hard = config.negatives == "hard" or (config.negatives == "mix" and
+                                                      rng.random() < config.hard_fraction)
+                if hard:
+                    found = recommender.candidates(history=prefix, timestamps=times[:t], k=MAX_LABELLED)
+                    candidates = [c.id for c in found]
+                    if target not in candidates:
+                        continue
+                else:
+                    seen = set(prefix) | {target}
+                    negatives: list[str] = []
+                    while len(negatives) < MAX_LABELLED - 1:
+                        pick = ids[rng.randrange(len(ids))]
+                        if pick not in seen and pick not in negatives:
+                            negatives.append(pick)
+                    candidates = [target, *negatives]
+                    rng.shuffle(candidates)
+                request = _request_for(index, target, candidates, rng) if rng.random() < config.request_fraction \
+                    else None
+                examples.append(_example(index, template, prefix, candidates, target, "hard" if hard else "random",
+                                         history.user, request, config.history_window))
+    rng.shuffle(examples)
+    if config.negatives == "mix":  # keep the asked-for share of hard examples after the hard filter
+        hard_ones = [e for e in examples if e.kind == "hard"]
+        random_ones = [e for e in examples if e.kind == "random"]
+        n_hard = min(len(hard_ones), round(config.examples * config.hard_fraction))
+        examples = hard_ones[:n_hard] + random_ones[:config.examples - n_hard]
+        rng.shuffle(examples)
+    return examples[:config.examples]
+
+
+@dataclass
+class ValidationSet:
+    """Validation users whose target is in the retriever's top 20, as prompts in the retriever's order.
+
+    The others score 0 whatever the order, so metrics over all users are these times `covered / users`.
+    """
+
+    examples: list[LabelExample]
+    users: int
+    retriever_slots: list[int]  # the target's slot in the retriever's order (for its own metrics)
+
+
+def validation_set(recommender: Recommender, cases: Sequence[Case], template: PromptTemplate,
+                   history_window: int = 10, progress: bool = True) -> ValidationSet:
+    examples = []
+    slots = []
+    for case in tqdm(cases, desc="validation lists", unit="user", disable=not progress):
+        found = [c.id for c in recommender.candidates(history=case.history, timestamps=case.timestamps,
+                                                      k=MAX_LABELLED)]
+        if case.target in found:
+            examples.append(_example(recommender.index, template, case.history, found, case.target, "hard",
+                                     case.user, None, history_window))
+            slots.append(found.index(case.target))
+    return ValidationSet(examples, len(cases), slots)
+
+
+def save_examples(path: Path, examples: Sequence[LabelExample]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        for example in examples:
+            handle.write(json.dumps(asdict(example)) + "\n")
+    partial.replace(path)
+
+
+def load_examples(path: Path) -> list[LabelExample]:
+    with path.open(encoding="utf-8") as handle:
+        return [LabelExample(**json.loads(line)) for line in handle if line.strip()]
+
+
+def ndcg_from_slots(ranks: Sequence[int], k: int = 10) -> float:
+    """Mean ndcg@k of single targets at these 0-based ranks."""
+    return float(np.mean([1.0 / np.log2(r + 2) if r < k else 0.0 for r in ranks])) if ranks else 0.0

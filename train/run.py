@@ -1,0 +1,83 @@
+"""Put a training run together: data, examples (cached), the trainer, the shipped adapter and manifest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.llm.model_files import resolve_model
+from agent.settings import Settings
+from eval.harness import prepare
+from index.embedder import Embedder
+from prompts.loader import load_prompt
+from train.lora import TrainSettings, save_adapter
+from train.manifest import base_model_record, write_manifest
+from train.rerank import train_ranker
+from train.rerank_data import (
+    RerankDataConfig,
+    ValidationSet,
+    load_examples,
+    save_examples,
+    training_examples,
+    validation_set,
+)
+
+
+@dataclass(frozen=True)
+class RerankRun:
+    dataset: str
+    out: Path
+    data: RerankDataConfig
+    train: TrainSettings
+    prompt_version: int = 3
+    validation_users: int | None = None  # None: every validation user
+    init_adapter: Path | None = None
+    command: str | None = None
+
+
+def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedder: Embedder | None = None,
+               stop_after: int | None = None) -> dict[str, Any]:
+    """Train the ranker adapter and write it to `run.out` with its manifest; returns the summary."""
+    template = load_prompt("rerank_listwise", run.prompt_version)
+    prepared = prepare(settings, run.dataset, "loo", progress=progress, embedder=embedder)
+    key = run.data.fingerprint(template, prepared.data_hash)
+    examples_path = Path("var") / "train" / f"{run.dataset}-rerank-{key}.jsonl"
+    if examples_path.exists():
+        examples = load_examples(examples_path)
+    else:
+        examples = training_examples(settings, prepared.split, template, run.data, embedder, progress)
+        save_examples(examples_path, examples)
+    cases = prepared.split.validation[:run.validation_users] if run.validation_users else prepared.split.validation
+    validation: ValidationSet = validation_set(prepared.agent.recommender, cases, template,
+                                               run.data.history_window, progress)
+    work = run.out.with_name(run.out.name + ".work")
+    model_folder = resolve_model(settings.llm.model, settings.llm.model_cache)
+    state, summary = train_ranker(model_folder, examples, validation, run.train, work, key, progress,
+                                  run.init_adapter, stop_after)
+    finished = state.step >= state.total_steps or state.stopped_early
+    summary.update({"finished": finished, "examples_file": str(examples_path)})
+    if not finished:
+        return summary
+    from peft import PeftModel
+
+    from train.lora import load_base
+
+    _, base = load_base(model_folder)
+    best = PeftModel.from_pretrained(base, str(work / "best"))
+    save_adapter(best, run.out, bf16=True)
+    best_eval = next(e for e in state.evaluations if e["step"] == state.best_step)
+    record = {"task": "rerank", "dataset": run.dataset, "protocol": "loo", "data_hash": prepared.data_hash,
+              "base_model": base_model_record(model_folder, settings.llm.model),
+              "prompt": template.id, "seed": run.train.seed, "data": asdict(run.data),
+              "train": asdict(run.train), "examples": summary["examples"],
+              "examples_by_kind": summary["examples_by_kind"],
+              "validation": {"best": best_eval, "zero_shot": state.evaluations[0],
+                             "retriever": summary["retriever_validation"],
+                             "users": validation.users, "covered": len(validation.examples)},
+              "steps": state.step, "best_step": state.best_step, "train_seconds": summary["train_seconds"],
+              "command": run.command}
+    write_manifest(run.out, record)
+    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
