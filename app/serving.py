@@ -39,8 +39,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     agent = build_agent(settings, conversations=_conversations(args, Path(settings.data.dataset).name))
     app = create_app(agent, token=token)
     print(f"recagent API at http://{args.host}:{args.port} (OpenAPI schema at /openapi.json)", flush=True)
+    stopped: list[int] = []
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler that was
+    # there before it; this one records it, so the command ends normally (exit 0) after a clean shutdown.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopped.append(signum))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                 timeout_graceful_shutdown=int(settings.api.shutdown_grace_s))
+    print("recagent API stopped", file=sys.stderr, flush=True)
     return 0
 
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.assemble import Agent, build_agent
-from agent.llm.backends import make_llm
+from agent.assemble import Agent, build_agent, make_configured_llm
 from agent.llm.base import Message
 from agent.llm.model_files import resolve_model
 from agent.rerank import RerankInput, RerankList, render_prompt, rerank_inputs
@@ -96,7 +95,8 @@ def bench_rerank(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
                                    timeout_s=900)
             config = config.model_copy(update={"url": f"http://127.0.0.1:{port}"})
         try:
-            agent = build_agent(settings, llm=make_llm(config), index=base.index, encoder=base.encoder)
+            agent = build_agent(settings, llm=make_configured_llm(settings.model_copy(update={"llm": config})),
+                                index=base.index, encoder=base.encoder)
             out[backend] = _one_backend(agent, lists, tokenizer, args.max_tokens)
         finally:
             if process is not None:

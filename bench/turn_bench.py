@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from agent.assemble import Agent, build_agent
+from agent.assemble import Agent, build_agent, make_configured_llm
 from agent.events import Recommendation
-from agent.llm.backends import make_llm
 from agent.settings import Settings
 
 MESSAGES = ["A funny movie from the 90s", "Something like The Matrix", "An animated film for kids",
@@ -116,7 +115,8 @@ def bench_turn(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                                    timeout_s=900)
             config = config.model_copy(update={"url": "http://127.0.0.1:8398"})
         try:
-            agent = build_agent(settings, llm=make_llm(config), index=base.index, encoder=base.encoder)
+            agent = build_agent(settings, llm=make_configured_llm(settings.model_copy(update={"llm": config})),
+                                index=base.index, encoder=base.encoder)
             out[backend] = _one_backend(agent, levels)
         finally:
             if process is not None:

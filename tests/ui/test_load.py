@@ -1,0 +1,90 @@
+"""The API under load with the in-process LLM, through a real `recagent serve`: 64 turns at once.
+
+Every turn is answered or refused with 503 (never a 500 or a hang), /health answers within a second
+throughout, and SIGTERM stops the server cleanly afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from agent.settings import Settings
+from conftest import REPO, free_port
+
+
+def _turn(base: str, n: int) -> tuple[int, str | None]:
+    with httpx.Client(base_url=base, timeout=120) as http:
+        conversation = http.post("/v1/conversations", json={})
+        if conversation.status_code != 201:
+            return conversation.status_code, None
+        reply = http.post(f"/v1/conversations/{conversation.json()['id']}/messages",
+                          json={"text": f"Something fun for night {n}"})
+        return reply.status_code, reply.headers.get("retry-after")
+
+
+def test_sixty_four_turns_with_the_in_process_llm(small_index: Settings, model_folder: Path, tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "RECAGENT_LLM__TIMEOUT_S": "4", "RECAGENT_API__MAX_PENDING_TURNS": "8",
+           "RECAGENT_API__TURN_WORKERS": "4", "RECAGENT_API__SHUTDOWN_GRACE_S": "5"}
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--data-dir",
+                                str(small_index.data.data_dir), "--dataset", "movies-small", "--chroma-path",
+                                str(small_index.index.path), "--llm-backend", "transformers", "--quiet"],
+                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.time() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(0.5)
+        latencies: list[float] = []
+        failures: list[str] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                started = time.perf_counter()
+                try:
+                    httpx.get(f"{base}/health", timeout=1.0).raise_for_status()
+                    latencies.append(time.perf_counter() - started)
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            with ThreadPoolExecutor(64) as pool:
+                results = list(pool.map(lambda n: _turn(base, n), range(64)))
+        finally:
+            stop.set()
+            watcher.join()
+        codes = [code for code, _ in results]
+        assert set(codes) <= {200, 503}, codes
+        assert codes.count(200) >= 8 and codes.count(503) >= 1, codes
+        assert all(retry for code, retry in results if code == 503)
+        assert not failures, failures[:3]
+        assert latencies and max(latencies) < 1.0, max(latencies)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError("the server did not stop within 30 s of SIGTERM") from None
+        log.close()
+    assert code == 0, (tmp_path / "serve.log").read_text()[-3000:]
