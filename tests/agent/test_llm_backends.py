@@ -152,5 +152,10 @@ def test_serve_command_accepts_lora(model_folder: Any) -> None:
 
 
 def test_unknown_backend() -> None:
-    with pytest.raises(LLMError, match="unknown LLM backend"):
-        make_llm(LLMConfig(backend="llamacpp"))
+    """The backend is a closed choice: a typo is an error that names the setting and the choices."""
+    from agent.settings import load_settings
+    from core.errors import SettingsError
+
+    choices = "'transformers', 'vllm', 'openai' or 'none'"
+    with pytest.raises(SettingsError, match=rf"llm\.backend: Input should be {choices}"):
+        load_settings(environ={"RECAGENT_LLM__BACKEND": "llamacpp"})

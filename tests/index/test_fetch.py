@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from app.cli import main
 from index.fetch import FetchError, fetch
 from index.loaders import load_dataset
-from ui.cli import main
 
 
 @pytest.fixture()
