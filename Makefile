@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Datasets: ../shared/data beside the clone unless RECAGENT_DATA_DIR says otherwise.
 export RECAGENT_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install run test lint clean chromium
+.PHONY: install run test lint clean chromium postgresql
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ lint: install
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-test: lint chromium
+# Debian's PostgreSQL: the tests start a cluster of their own in a temporary folder (tests/postgres_cluster.py).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+test: lint chromium postgresql
 	$(BIN)/pytest -q
 
 clean:

@@ -23,7 +23,7 @@ from agent.recommender import Recommender
 from agent.rerank import LLMReranker
 from agent.respond import ReplyWriter
 from agent.settings import Settings
-from agent.store import ConversationStore
+from agent.store import ConversationStore, open_conversation_store
 from agent.turn import TurnPipeline
 from agent.understanding import CatalogVocabulary
 from index.build import BuildReport, build_index
@@ -137,6 +137,7 @@ class Agent:
     def close(self) -> None:
         if self.llm is not None:
             self.llm.close()
+        self.conversations.store.close()
 
 
 def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | None = FROM_SETTINGS,
@@ -170,7 +171,8 @@ def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | No
         replier = ReplyWriter(llm, reply_prompt, list(index.titles.values()), index.noun, reply_adapter,
                               settings.reply.max_items, settings.reply.max_tokens)
     pipeline = TurnPipeline(recommender, reranker, replier, settings.rerank.candidates)
-    dialogue = ConversationAgent(pipeline, conversations or ConversationStore(),
+    store = conversations or open_conversation_store(settings.conversations, namespace)
+    dialogue = ConversationAgent(pipeline, store,
                                  CatalogVocabulary(index, encoder), turn_wait_s=settings.api.turn_wait_s)
     return Agent(settings, namespace, index, recommender, pipeline, dialogue, encoder, llm, rerank_adapter,
                  reply_adapter, prompts)

@@ -4,7 +4,8 @@ A turn reads the message and updates the state: liked and disliked items ("I lov
 titles the user writes (resolved to catalog items), constraints on the catalog's own attributes
 (agent.understanding) and years. It then runs the turn pipeline with that state and the user's stored
 history, and saves the finished turn before its last event is sent. Turns of one conversation run one
-at a time; a message that finds its conversation busy for too long gets Conflict. Feedback (like,
+at a time, also across processes sharing the store; a message that finds its conversation busy for too
+long gets Conflict. Feedback (like,
 dislike, seen) updates the state; a disliked or seen item never comes back in that conversation.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
@@ -83,15 +85,15 @@ class TitleResolver:
 class ConversationAgent:
     """Runs turns over a TurnPipeline and a ConversationStore."""
 
-    def __init__(self, pipeline: TurnPipeline, store: ConversationStore | None = None,
+    def __init__(self, pipeline: TurnPipeline, store: ConversationStore,
                  vocabulary: CatalogVocabulary | None = None, k: int = 5, turn_wait_s: float = 30.0) -> None:
         self.pipeline = pipeline
-        self.store = store or ConversationStore()
+        self.store = store
         self.vocabulary = vocabulary or CatalogVocabulary(pipeline.index, pipeline.recommender.context.encoder)
         self.resolver = TitleResolver(pipeline.recommender)
         self.k = k
         self.turn_wait_s = turn_wait_s
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}  # the lock and how many hold or wait for it
         self._locks_guard = threading.Lock()
 
     @property
@@ -108,19 +110,30 @@ class ConversationAgent:
     def delete(self, conversation_id: str) -> None:
         with self.turn_lock(conversation_id):
             self.store.delete(conversation_id)
-        with self._locks_guard:
-            self._locks.pop(conversation_id, None)
 
     @contextmanager
     def turn_lock(self, conversation_id: str) -> Iterator[None]:
+        """One turn at a time per conversation: in this process (a lock that lives while someone holds or
+        waits for it) and across processes (the store's hold); Conflict after api.turn_wait_s."""
+        deadline = time.monotonic() + self.turn_wait_s
         with self._locks_guard:
-            lock = self._locks.setdefault(conversation_id, threading.Lock())
-        if not lock.acquire(timeout=self.turn_wait_s):
-            raise Conflict(f"conversation {conversation_id!r} is busy with another turn; try again")
+            lock, users = self._locks.get(conversation_id, (threading.Lock(), 0))
+            self._locks[conversation_id] = (lock, users + 1)
         try:
-            yield
+            if not lock.acquire(timeout=self.turn_wait_s):
+                raise Conflict(f"conversation {conversation_id!r} is busy with another turn; try again")
+            try:
+                with self.store.hold(conversation_id, max(0.0, deadline - time.monotonic())):
+                    yield
+            finally:
+                lock.release()
         finally:
-            lock.release()
+            with self._locks_guard:
+                lock, users = self._locks[conversation_id]
+                if users == 1:
+                    del self._locks[conversation_id]
+                else:
+                    self._locks[conversation_id] = (lock, users - 1)
 
     # understanding -----------------------------------------------------------------------------
 

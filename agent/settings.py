@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.llm.base import LLMConfig
+from agent.store import ConversationsConfig
 from core.errors import SettingsError
 from index.config import DataConfig, IndexConfig
 
@@ -82,6 +83,7 @@ class Settings(BaseSettings):
     rerank: RerankConfig = RerankConfig()
     reply: ReplyConfig = ReplyConfig()
     api: ApiConfig = ApiConfig()
+    conversations: ConversationsConfig = ConversationsConfig()
     runs_dir: Path = Field(Path("runs"), description="where evaluation runs are saved")
 
     @classmethod

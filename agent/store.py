@@ -1,20 +1,21 @@
-"""Conversation state and where it is kept.
+"""Conversation state and the one small interface to where it is kept.
 
-`ConversationStore` keeps conversations in memory, optionally mirrored to a folder (one JSON file
-each) so a restart loses none. `get` hands out a copy: a turn changes its copy and `save` makes the
-change real, so a turn that fails midway leaves the stored conversation as it was.
+A store hands out copies (`get`): a turn changes its copy and `save` makes the change real, so a turn
+that fails midway leaves the stored conversation as it was. `hold` serialises the turns of one
+conversation across processes. Two implementations share the SQL in `agent/sql_store.py`: SQLite (one
+file, the default; `agent/sqlite_store.py`) and PostgreSQL (several API processes;
+`agent/postgres_store.py`), chosen by the scheme of `conversations.url`.
 """
 
 from __future__ import annotations
 
-import threading
-import uuid
-from pathlib import Path
-from typing import Literal
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import ConversationNotFound
+from core.errors import SettingsError
 
 
 class Turn(BaseModel):
@@ -38,43 +39,67 @@ class ConversationState(BaseModel):
     turns: list[Turn] = Field(default_factory=list)
 
 
-class ConversationStore:
-    """Conversations in memory, optionally mirrored to a folder (one JSON file each) to survive restarts."""
+class ConversationsConfig(BaseModel):
+    """Where conversations live and how many of them, for how long (settings section `conversations`)."""
 
-    def __init__(self, folder: Path | None = None) -> None:
-        self.folder = folder
-        self._states: dict[str, ConversationState] = {}
-        self._lock = threading.Lock()
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            for path in folder.glob("*.json"):
-                state = ConversationState.model_validate_json(path.read_text(encoding="utf-8"))
-                self._states[state.id] = state
+    model_config = ConfigDict(extra="forbid")
 
-    def create(self, user: str | None = None) -> ConversationState:
-        state = ConversationState(id=uuid.uuid4().hex, user=user)
-        self.save(state)
-        return state
+    url: str = Field("sqlite:///var/conversations.sqlite3",
+                     description="sqlite:///relative/path, sqlite:////absolute/path (add ?mode=ro for a "
+                                 "read-only copy) or postgresql://user@host:port/db (password from "
+                                 "PGPASSWORD or ~/.pgpass, so it never shows in settings or argv)")
+    max_turns: int = Field(200, ge=2, description="messages kept in a conversation's transcript; older ones "
+                                                  "are dropped (likes, dislikes and constraints are kept)")
+    max_conversations: int = Field(100_000, ge=1, description="conversations per dataset; past it the least "
+                                                              "recently used are deleted")
+    ttl_s: float = Field(7 * 86400.0, gt=0, description="a conversation unused this long is gone")
 
-    def get(self, conversation_id: str) -> ConversationState:
-        with self._lock:
-            state = self._states.get(conversation_id)
-        if state is None:
-            raise ConversationNotFound(conversation_id)
-        return state.model_copy(deep=True)
 
-    def save(self, state: ConversationState) -> None:
-        with self._lock:
-            if self.folder is not None:
-                tmp = self.folder / f".{state.id}.tmp"
-                tmp.write_text(state.model_dump_json(), encoding="utf-8")
-                tmp.replace(self.folder / f"{state.id}.json")
-            self._states[state.id] = state.model_copy(deep=True)
+class ConversationStore(Protocol):
+    """Where conversations are kept. Errors: ConversationNotFound (also for an expired or evicted one),
+    CorruptConversation (an unreadable row, moved to quarantine), Unavailable (the database is down or
+    read-only; nothing was changed), Conflict (`hold` waited too long)."""
 
-    def delete(self, conversation_id: str) -> None:
-        with self._lock:
-            if conversation_id not in self._states:
-                raise ConversationNotFound(conversation_id)
-            if self.folder is not None:
-                (self.folder / f"{conversation_id}.json").unlink(missing_ok=True)
-            del self._states[conversation_id]
+    def create(self, user: str | None = None) -> ConversationState: ...
+
+    def get(self, conversation_id: str) -> ConversationState: ...
+
+    def save(self, state: ConversationState) -> None: ...
+
+    def delete(self, conversation_id: str) -> None: ...
+
+    def hold(self, conversation_id: str, wait_s: float) -> AbstractContextManager[None]:
+        """Exclusive use of one conversation across processes (a turn, feedback, a delete), marked as used."""
+        ...
+
+    def evict(self) -> int:
+        """Delete expired conversations and the least recently used past the limit; returns how many."""
+        ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def _open_sqlite(url: str, scope: str, config: ConversationsConfig) -> ConversationStore:
+    from agent.sqlite_store import SQLiteConversationStore
+
+    return SQLiteConversationStore.from_url(url, scope, config)
+
+
+def _open_postgres(url: str, scope: str, config: ConversationsConfig) -> ConversationStore:
+    from agent.postgres_store import PostgresConversationStore
+
+    return PostgresConversationStore(url, scope, config)
+
+
+OPENERS: dict[str, Callable[[str, str, ConversationsConfig], ConversationStore]] = {
+    "sqlite": _open_sqlite, "postgresql": _open_postgres, "postgres": _open_postgres}
+
+
+def open_conversation_store(config: ConversationsConfig, scope: str) -> ConversationStore:
+    """The store `config.url` names; `scope` (the dataset's namespace) keeps each catalog's conversations apart."""
+    scheme = config.url.split(":", 1)[0].lower()
+    if scheme not in OPENERS:
+        raise SettingsError(f"conversations.url: unknown scheme {scheme!r} (use {', '.join(OPENERS)})")
+    return OPENERS[scheme](config.url, scope, config)

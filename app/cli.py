@@ -88,14 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 "it needs RECAGENT_API_TOKEN")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8400)
-    p.add_argument("--conversations", type=Path, help="folder that keeps conversations across restarts")
+    p.add_argument("--store", help="where conversations live: sqlite:///path (default "
+                                   "sqlite:///var/conversations.sqlite3) or postgresql://user@host:port/db")
     llm_flags(p)
 
     p = add("chat", cmd_chat, "the Gradio chat in the browser (builds the index first if needed); off "
                               "loopback it needs RECAGENT_API_TOKEN as the login password")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--conversations", type=Path, help="folder that keeps conversations across restarts")
+    p.add_argument("--store", help="where conversations live: sqlite:///path (default "
+                                   "sqlite:///var/conversations.sqlite3) or postgresql://user@host:port/db")
     p.add_argument("--skip-build", action="store_true", help="use the index as it is")
     llm_flags(p)
 

@@ -40,7 +40,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "llm.backend": backend, "llm.url": getattr(args, "llm_url", None),
         "llm.model": getattr(args, "llm_model", None),
         "llm.adapters": {} if getattr(args, "no_adapters", False) else None,
-        "rerank.permutations": getattr(args, "permutations", None)})
+        "rerank.permutations": getattr(args, "permutations", None),
+        "conversations.url": getattr(args, "store", None)})
 
 
 def quiet_progress() -> None:

@@ -22,12 +22,6 @@ def _token(settings: Any, host: str) -> str | None:
     return token
 
 
-def _conversations(args: argparse.Namespace, dataset: str) -> Any:
-    from agent.store import ConversationStore
-
-    return ConversationStore(args.conversations / dataset) if args.conversations else None
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -36,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     token = _token(settings, args.host)
-    agent = build_agent(settings, conversations=_conversations(args, Path(settings.data.dataset).name))
+    agent = build_agent(settings)
     app = create_app(agent, token=token)
     print(f"recagent API at http://{args.host}:{args.port} (OpenAPI schema at /openapi.json)", flush=True)
     stopped: list[int] = []
@@ -65,7 +59,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     def agent_for(dataset: str) -> Agent:
         if dataset not in agents:
-            agents[dataset] = build_agent(settings, dataset, llm=llm, conversations=_conversations(args, dataset))
+            agents[dataset] = build_agent(settings, dataset, llm=llm)
         return agents[dataset]
 
     current = Path(settings.data.dataset).name

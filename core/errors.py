@@ -36,6 +36,16 @@ class ConversationNotFound(NotFound):
         super().__init__(f"no conversation {conversation_id!r}")
 
 
+class CorruptConversation(ConversationNotFound):
+    """A stored conversation that could not be read; it was moved to quarantine, so it is gone (404)."""
+
+    def __init__(self, conversation_id: str, reason: str) -> None:
+        self.conversation_id = conversation_id
+        self.reason = reason
+        NotFound.__init__(self, f"conversation {conversation_id!r} could not be read ({reason}); "
+                                f"it was moved to quarantine")
+
+
 class Conflict(RecagentError):
     """The request collides with work in progress, e.g. a turn already running in a conversation (409)."""
 

@@ -90,8 +90,11 @@ def small_data_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def make_settings(data_dir: Path, chroma_path: Path, dataset: str = "movies-small", **overrides: object) -> Settings:
+    """Settings for a test: its own Chroma folder, and conversations in a SQLite file beside it."""
+    conversations = chroma_path.with_name(f"{chroma_path.name}-conversations.sqlite3")
     return load_settings(environ={}, **{"data.data_dir": data_dir, "data.dataset": dataset,
-                                        "index.path": chroma_path, **overrides})
+                                        "index.path": chroma_path, "conversations.url": f"sqlite:///{conversations}",
+                                        **overrides})
 
 
 @pytest.fixture(scope="session")
@@ -151,6 +154,15 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexCon
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL cluster of the session's own (Debian's package), on loopback."""
+    from postgres_cluster import postgres_cluster
+
+    with postgres_cluster(free_port()) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

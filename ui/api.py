@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -42,6 +43,14 @@ def _valid_unicode(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_valid_unicode)]
 Id = Annotated[Text, StringConstraints(max_length=200)]
+ConversationId = Annotated[str, PathParam(max_length=200)]
+# recagent's errors by type, most specific first: the API's status codes, the MCP server's error kinds
+STATUSES: list[tuple[type[RecagentError], int]] = [(NotFound, 404), (Conflict, 409), (Unavailable, 503),
+                                                   (InvalidRequest, 400), (RecagentError, 400)]
+
+
+def status_of(exc: RecagentError) -> int:
+    return next(code for kind, code in STATUSES if isinstance(exc, kind))
 
 
 class RecommendBody(BaseModel):
@@ -181,12 +190,9 @@ def create_app(agent: Agent, token: str | None = None, config: ApiConfig | None 
             raise HTTPException(status_code=401, detail="missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    statuses: list[tuple[type[RecagentError], int]] = [(NotFound, 404), (Conflict, 409), (Unavailable, 503),
-                                                       (InvalidRequest, 400), (RecagentError, 400)]
-
     @app.exception_handler(RecagentError)
     def _mapped(request: Request, exc: RecagentError) -> JSONResponse:
-        status = next(code for kind, code in statuses if isinstance(exc, kind))
+        status = status_of(exc)
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
         return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)
 
@@ -213,15 +219,15 @@ def create_app(agent: Agent, token: str | None = None, config: ApiConfig | None 
         return dialogue.create(user=body.user).model_dump()
 
     @app.get("/v1/conversations/{conversation_id}", dependencies=guard)
-    def read(conversation_id: str) -> dict[str, Any]:
+    def read(conversation_id: ConversationId) -> dict[str, Any]:
         return dialogue.store.get(conversation_id).model_dump()
 
     @app.delete("/v1/conversations/{conversation_id}", dependencies=guard, status_code=204)
-    def delete(conversation_id: str) -> None:
+    def delete(conversation_id: ConversationId) -> None:
         dialogue.delete(conversation_id)
 
     @app.post("/v1/conversations/{conversation_id}/feedback", dependencies=guard)
-    def feedback(conversation_id: str, body: FeedbackBody) -> dict[str, Any]:
+    def feedback(conversation_id: ConversationId, body: FeedbackBody) -> dict[str, Any]:
         return dialogue.feedback(conversation_id, body.item_id, body.kind).model_dump()
 
     async def events(conversation_id: str, text: str) -> AsyncIterator[dict[str, Any]]:
@@ -261,7 +267,7 @@ def create_app(agent: Agent, token: str | None = None, config: ApiConfig | None 
         return StreamingResponse(body(), media_type="text/event-stream")
 
     @app.post("/v1/conversations/{conversation_id}/messages", dependencies=guard, response_model=None)
-    async def message(conversation_id: str, body: MessageBody, request: Request) -> Any:
+    async def message(conversation_id: ConversationId, body: MessageBody, request: Request) -> Any:
         if body.stream or "text/event-stream" in request.headers.get("accept", ""):
             return await sse(conversation_id, body.text)
         async with gate.admit():

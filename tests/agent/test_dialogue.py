@@ -12,19 +12,23 @@ from agent.assemble import Agent, build_agent, index_dataset
 from agent.dialogue import ConversationAgent
 from agent.events import DeltaEvent, DoneEvent, ItemsEvent
 from agent.settings import Settings
-from agent.store import ConversationStore
+from agent.store import ConversationsConfig, open_conversation_store
 from conftest import make_settings
 from core.errors import ConversationNotFound
 from index.embedder import Embedder
 
 
-def _dialogue(agent: Agent, folder: Path | None = None) -> ConversationAgent:
+def _dialogue(agent: Agent, database: Path | None = None) -> ConversationAgent:
+    """A conversation agent over the small index; its conversations in `database` (SQLite) if given,
+    else in the settings' store."""
+    store = open_conversation_store(ConversationsConfig(url=f"sqlite:///{database}"), agent.namespace) \
+        if database else None
     return build_agent(agent.settings, llm=None, index=agent.index, encoder=agent.encoder,
-                       conversations=ConversationStore(folder)).conversations
+                       conversations=store).conversations
 
 
 def test_constraints_titles_and_feedback(small_agent: Agent, tmp_path: Path) -> None:
-    dialogue = _dialogue(small_agent, tmp_path / "conversations")
+    dialogue = _dialogue(small_agent, tmp_path / "conversations.sqlite3")
     state = dialogue.create()
     first = dialogue.respond(state.id, "I loved The Matrix and Toy Story. Something funny from the 90s, nothing scary.")
     state = dialogue.store.get(state.id)
@@ -44,7 +48,7 @@ def test_constraints_titles_and_feedback(small_agent: Agent, tmp_path: Path) -> 
         again = dialogue.respond(state.id, "More like that please.")
         assert disliked not in {i.id for i in again.items}
 
-    restarted = _dialogue(small_agent, tmp_path / "conversations")
+    restarted = _dialogue(small_agent, tmp_path / "conversations.sqlite3")
     kept = restarted.store.get(state.id)
     assert disliked in kept.disliked and len(kept.turns) == 6
 
