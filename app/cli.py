@@ -20,7 +20,7 @@ from app.commands import (
     cmd_tune,
 )
 from app.options import common_flags, llm_flags
-from app.serving import cmd_chat, cmd_llm_serve, cmd_serve
+from app.serving import cmd_chat, cmd_llm_serve, cmd_mcp, cmd_serve
 from app.training import add_train_flags, cmd_train_rerank
 from core.errors import RecagentError
 
@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="where conversations live: sqlite:///path (default "
                                    "sqlite:///var/conversations.sqlite3) or postgresql://user@host:port/db")
     p.add_argument("--skip-build", action="store_true", help="use the index as it is")
+    llm_flags(p)
+
+    p = add("mcp", cmd_mcp, "the agent as MCP tools for bots: stdio (the bot starts this command) or streamable "
+                            "HTTP at /mcp; over HTTP off loopback it needs RECAGENT_API_TOKEN")
+    p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8401)
+    p.add_argument("--store", help="where conversations live: sqlite:///path (default "
+                                   "sqlite:///var/conversations.sqlite3) or postgresql://user@host:port/db")
     llm_flags(p)
 
     train = sub.add_parser("train", help="fine-tune LoRA adapters").add_subparsers(dest="action", required=True)

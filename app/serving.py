@@ -70,6 +70,29 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """The agent as MCP tools: over stdio (a bot starts this command) or streamable HTTP at /mcp."""
+    import contextlib
+
+    from agent.assemble import build_agent
+    from ui.mcp import build_mcp, http_app
+
+    settings = settings_from(args)
+    token = _token(settings, args.host) if args.transport == "http" else None
+    with contextlib.redirect_stdout(sys.stderr):  # on stdio, stdout carries the protocol and nothing else
+        agent = build_agent(settings)
+    mcp = build_mcp(agent)
+    if args.transport == "stdio":
+        mcp.run("stdio")
+        return 0
+    import uvicorn
+
+    print(f"recagent MCP server at http://{args.host}:{args.port}/mcp (streamable HTTP)", flush=True)
+    uvicorn.run(http_app(mcp, args.host, token, settings.api.max_body_bytes), host=args.host, port=args.port,
+                log_level="warning", timeout_graceful_shutdown=int(settings.api.shutdown_grace_s))
+    return 0
+
+
 def cmd_llm_serve(args: argparse.Namespace) -> int:
     from agent.llm.serve import ServeOptions, start_server, stop_server
 
