@@ -13,6 +13,7 @@ from typing import Any
 from app.commands import (
     cmd_bench,
     cmd_data_fetch,
+    cmd_data_synth,
     cmd_demo,
     cmd_eval,
     cmd_index_build,
@@ -65,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="mirror to download from (default: GroupLens)")
     p.add_argument("--sha256", help="also require this SHA-256 of the archive")
     p.add_argument("--force", action="store_true")
+    p = add("synth", cmd_data_synth, "write a synthetic shop catalog with power-law popularity (generic format) "
+                                     "into the data folder, for benchmarks", data)
+    p.add_argument("name", help="the new dataset's folder name")
+    p.add_argument("--items", type=int, default=10_000)
+    p.add_argument("--users", type=int, default=1_000)
+    p.add_argument("--interactions", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="write over an existing folder")
 
     p = add("demo", cmd_demo, "index the dataset, recommend for a sample user, print the evaluation table")
     p.add_argument("--user", default="1")

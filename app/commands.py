@@ -99,6 +99,22 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    """A synthetic catalog and interactions (generic format) under the data folder, for benchmarks."""
+    from dataclasses import asdict
+
+    from core.errors import InvalidRequest
+    from index.synth import synthesize
+
+    settings = settings_from(args)
+    folder = settings.data.data_dir / args.name
+    if folder.exists() and any(folder.iterdir()) and not args.force:
+        raise InvalidRequest(f"{folder} exists and is not empty (--force writes over it)")
+    report = synthesize(folder, args.items, args.users, args.interactions, seed=args.seed)
+    print(json.dumps(asdict(report)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The README's main job: index the default dataset, recommend for a sample user, evaluate."""
     from agent.assemble import build_agent
