@@ -24,6 +24,7 @@ from agent.rerank import LLMReranker
 from agent.respond import ReplyWriter
 from agent.settings import Settings
 from agent.store import ConversationStore, open_conversation_store
+from agent.tuned import with_tuned
 from agent.turn import TurnPipeline
 from agent.understanding import CatalogVocabulary
 from index.build import BuildReport, build_index
@@ -31,7 +32,7 @@ from index.dataset import Dataset
 from index.embedder import Embedder
 from index.loaders import load_dataset
 from index.store import IndexStore, Purpose, chroma_client, indexed_namespaces, namespace_of
-from prompts.loader import PromptTemplate, load_prompt
+from prompts.loader import PromptTemplate, available, load_prompt
 
 
 class LazyEncoder:
@@ -102,6 +103,9 @@ def adapter_prompt(adapter_folder: str | None) -> int | None:
 def _prompt(settings: Settings, name: str, version: int | None, adapter: str | None) -> PromptTemplate:
     if version is None:
         version = adapter_prompt(settings.llm.adapters.get(adapter) if adapter else None)
+    extra = available(settings.prompt_dir).get(name, []) if settings.prompt_dir is not None else []
+    if settings.prompt_dir is not None and extra and (version is None or version in extra):
+        return load_prompt(name, version, settings.prompt_dir)  # a prompt variant outside prompts/
     return load_prompt(name, version)
 
 
@@ -150,6 +154,8 @@ def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | No
     model across datasets, or None for the retriever with templated replies. `index`, `encoder` and
     `embedder` let callers reuse what they already loaded.
     """
+    if namespace is None and index is None:  # a dataset's own agent: what `recagent tune` chose for it applies
+        settings, _ = with_tuned(settings, dataset or settings.data.dataset)
     namespace = namespace or (index.store.namespace if index is not None else dataset_namespace(settings, dataset))
     index = index or LoadedIndex(open_store(settings, namespace))
     encoder = encoder or LazyEncoder(embedder_factory(settings, embedder))

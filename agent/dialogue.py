@@ -202,18 +202,31 @@ class ConversationAgent:
 
     # turns -------------------------------------------------------------------------------------
 
-    def _begin(self, conversation_id: str, message: str) -> tuple[ConversationState, TurnRequest]:
-        state = self.store.get(conversation_id)
+    def read_message(self, state: ConversationState, message: str) -> None:
+        """A user message joins the conversation and updates its state."""
         state.turns.append(Turn(role="user", text=message))
         self.update_state(state, message)
+
+    def request(self, state: ConversationState, message: str | None, k: int | None = None) -> TurnRequest:
+        """What a turn retrieves for: liked and mentioned items as the history, the message as the query,
+        the state's constraints as filters, and disliked, seen and mentioned items left out."""
         history = [*state.liked, *[m for m in state.mentioned if m not in state.liked]]
         exclude = [*state.disliked, *state.seen, *state.mentioned]
-        return state, TurnRequest(user=state.user, history=tuple(history), query=message, k=self.k,
-                                  filters=self.filters(state) or None, exclude=tuple(exclude))
+        return TurnRequest(user=state.user, history=tuple(history), query=message, k=k or self.k,
+                           filters=self.filters(state) or None, exclude=tuple(exclude))
+
+    def record_reply(self, state: ConversationState, text: str, items: list[str]) -> None:
+        """An assistant turn: the agent's own reply, or a human recommender's when a dialogue is replayed."""
+        state.recommended.extend(i for i in items if i not in state.recommended)
+        state.turns.append(Turn(role="assistant", text=text, items=list(items)))
+
+    def _begin(self, conversation_id: str, message: str) -> tuple[ConversationState, TurnRequest]:
+        state = self.store.get(conversation_id)
+        self.read_message(state, message)
+        return state, self.request(state, message)
 
     def _finish(self, state: ConversationState, response: RecommendationResponse) -> None:
-        state.recommended.extend(i.id for i in response.items if i.id not in state.recommended)
-        state.turns.append(Turn(role="assistant", text=response.reply, items=[i.id for i in response.items]))
+        self.record_reply(state, response.reply, [i.id for i in response.items])
         self.store.save(state)
 
     def respond(self, conversation_id: str, message: str) -> RecommendationResponse:

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     api: ApiConfig = ApiConfig()
     conversations: ConversationsConfig = ConversationsConfig()
     runs_dir: Path = Field(Path("runs"), description="where evaluation runs are saved")
+    tuned_dir: Path = Field(Path("var/tuned"), description="settings `recagent tune` chose, one file per dataset; "
+                                                           "used unless set explicitly (agent/tuned.py)")
+    prompt_dir: Path | None = Field(None, description="a folder of extra prompt files (NAME.vN.yaml), searched "
+                                                      "before prompts/ (prompt variants under evaluation)")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -20,6 +20,7 @@ from app.commands import (
     cmd_recommend,
     cmd_tune,
 )
+from app.evaluation import add_eval_flags
 from app.options import common_flags, llm_flags
 from app.serving import cmd_chat, cmd_llm_serve, cmd_mcp, cmd_serve
 from app.training import add_train_flags, cmd_train_rerank
@@ -48,17 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", help='JSON, e.g. \'{"genres": "Comedy", "year": {"$gte": 1990}}\'')
     p.add_argument("--ranker", default="fused")
 
-    p = add("eval", cmd_eval, "score rankers on an offline protocol")
-    p.add_argument("--protocol", default="loo")
+    p = add("eval", cmd_eval, "score rankers on an offline protocol (loo, candidates20, crs), compare prompt and "
+                              "model variants (eval prompts), or lay saved runs side by side (eval report RUN...)")
+    p.add_argument("--protocol", default="loo", help="loo, candidates20, or crs (ReDial dialogues)")
     p.add_argument("--ranker", default="fused", help="a ranker name or 'all'")
-    p.add_argument("--split", default="test", choices=["validation", "test"])
+    p.add_argument("--split", default="test", choices=["validation", "valid", "test"])
     p.add_argument("--format", default="table", choices=["table", "json"])
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--limit", type=int, help="only the first N users (a quick look; marked as a subset)")
     llm_flags(p)
+    add_eval_flags(p)
 
-    p = add("tune", cmd_tune, "grid-search the fusion weights on the validation split")
+    p = add("tune", cmd_tune, "choose the fusion weights on the validation split and save them for the dataset "
+                              "(used by eval, chat and serve unless set explicitly)")
     p.add_argument("--protocol", default="loo")
+    p.add_argument("--max-users", type=int, default=2000, help="validation users sampled at most")
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="action", required=True)
     p = add("fetch", cmd_data_fetch, "download an official dataset archive into the data folder", data)

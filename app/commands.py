@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from app.options import settings_from
@@ -57,36 +56,15 @@ def _eval_table(results: list[dict[str, Any]]) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from eval.harness import RANKERS, evaluate, prepare, save_run
+    from app.evaluation import eval_command
 
-    settings = settings_from(args)
-    dataset = args.dataset or settings.data.dataset
-    prepared = prepare(settings, dataset, args.protocol, progress=not args.quiet)
-    rankers = list(RANKERS) if args.ranker == "all" else [args.ranker]
-    results = []
-    for ranker in rankers:
-        result = evaluate(prepared, ranker, args.split, settings, dataset, progress=not args.quiet,
-                          bootstrap=args.bootstrap, limit=args.limit)
-        result["saved_to"] = str(save_run(result, settings.runs_dir))
-        results.append(result)
-    if args.format == "json":
-        for result in results:
-            print(json.dumps(result))
-    else:
-        print(_eval_table(results))
-    return 0
+    return eval_command(args)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from eval.harness import prepare, tune_fusion
+    from app.evaluation import tune_command
 
-    settings = settings_from(args)
-    dataset = args.dataset or settings.data.dataset
-    prepared = prepare(settings, dataset, args.protocol, progress=not args.quiet)
-    grid: dict[str, Sequence[float]] = {"collab": [1.0], "item2item": [0, 0.3, 0.6], "sequential": [0, 0.5, 1.0, 1.5],
-                                        "text": [0, 0.1, 0.3], "popularity": [0, 0.1, 0.2]}
-    print(json.dumps(tune_fusion(prepared, grid, [10, 20, 60], progress=not args.quiet)))
-    return 0
+    return tune_command(args)
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from agent.settings import Settings
 from core.errors import InvalidRequest
 from eval.metrics import per_user_metrics, summarize
 from eval.protocols import PROTOCOLS, Case, Split
+from eval.units import user_rows
 from index.embedder import Embedder
 from index.loaders import load_dataset
 
@@ -99,8 +100,11 @@ def _metrics(rankings: Sequence[Sequence[str]], cases: Sequence[Case], bootstrap
 
 def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, dataset: str,
              progress: bool = True, bootstrap: int = 1000, limit: int | None = None,
-             llm: LLM | None = None) -> dict[str, Any]:
-    """Score one ranker on one split. `limit` takes the first N users (a subset, said in the result)."""
+             llm: LLM | None = None, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Score one ranker on one split. `limit` takes the first N users (a subset, said in the result).
+
+    `rows`, when given, receives one row per user (its ranking and metrics) for the run's report.
+    """
     cases = prepared.split.cases(split)[:limit] if limit else prepared.split.cases(split)
     started = time.perf_counter()
     extra: dict[str, Any] = {}
@@ -121,6 +125,8 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
     else:
         rankings = rank_cases(prepared.agent, cases, ranker, k=20, progress=progress)
     seconds = time.perf_counter() - started
+    if rows is not None:
+        rows.extend(user_rows(ranker, cases, rankings, shown if ranker == "llm" else None))
     return {"dataset": dataset, "protocol": prepared.split.protocol, "ranker": ranker, "split": split,
             "users": len(cases), "subset": bool(limit), "metrics": _metrics(rankings, cases, bootstrap), **extra,
             "counts": prepared.split.counts, "seconds": round(seconds, 2), "data_hash": prepared.data_hash,

@@ -8,11 +8,26 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class TransferConfig(BaseModel):
+    """What a dataset takes from another one through a title/year mapping (index.transfer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="the dataset to transfer from (a folder under data_dir)")
+    interactions: bool = Field(True, description="add the source's interactions on mapped items")
+    attributes: bool = Field(True, description="add the source's list attributes (genres, tags) to mapped items")
+    min_rating: float | None = Field(None, description="only source interactions rated at least this")
+
+
 class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data_dir: Path = Field(Path("data"), description="folder holding one sub-folder per dataset")
     dataset: str = Field("ml-latest-small", description="dataset name (a folder under data_dir) or a path")
+    transfer: dict[str, TransferConfig] = Field(
+        default_factory=lambda: {"redial": TransferConfig(source="ml-latest-small")},
+        description="per dataset name: another dataset whose interactions and attributes it takes over "
+                    "through a title/year mapping (ReDial takes MovieLens's)")
 
 
 class EmbedderConfig(BaseModel):

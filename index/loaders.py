@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.errors import DataError, DatasetNotFound
 from index.dataset import AttributeValue, Dataset, Item, interactions_frame, year_from_title
 from index.readers import Row, columns_of, parse_float, parse_int, read_delimited, read_table
+from index.redial import load_redial
 
 
 class GenericFormat(BaseModel):
@@ -214,6 +215,7 @@ FORMATS: dict[str, Detector] = {
     "movielens-csv": (("movies.csv", "ratings.csv"), load_movielens_csv),
     "movielens-100k": (("u.item", "u.data", "u.genre"), load_movielens_100k),
     "lastfm-hetrec2011": (("artists.dat", "user_artists.dat", "tags.dat"), load_lastfm_hetrec),
+    "redial": (("movies_with_mentions.csv",), load_redial),
 }
 
 

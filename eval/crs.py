@@ -1,0 +1,197 @@
+"""Conversational evaluation on ReDial, the protocol of He et al. (2023).
+
+At each recommender turn that mentions movies, the dialogue so far is replayed through the chat's own
+ConversationAgent (the same state tracking, retrieval and reranking as a chat turn): seeker turns are
+read as user messages, earlier recommender turns are recorded as the assistant's replies. The agent's
+top-K is then scored against the movies that turn mentions, one sample per mentioned movie, in two
+variants: `all` (every mentioned movie, the output as it is) and `new_items` (only movies not mentioned
+earlier in the dialogue, with earlier-mentioned movies removed from the output).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from agent.assemble import Agent, build_agent, index_dataset, make_configured_llm
+from agent.dialogue import ConversationAgent
+from agent.llm.base import LLM
+from agent.settings import Settings
+from core.errors import InvalidRequest
+from eval.harness import git_commit
+from eval.metrics import bootstrap_interval
+from eval.stats import standard_error
+from index.embedder import Embedder
+from index.loaders import resolve_dataset_folder
+from index.redial import Dialogue, read_dialogues, render, split_files
+from index.transfer import load_with_transfer
+
+CUTOFFS = (1, 5, 10, 20)
+SPLITS = {"validation": "validation", "valid": "validation", "test": "test", "train": "train"}
+
+
+@dataclass(frozen=True)
+class CrsCase:
+    """One recommender turn to score: the movies it mentions and those mentioned before it."""
+
+    dialogue: str
+    turn: int
+    targets: tuple[str, ...]
+    earlier: frozenset[str]
+
+    @property
+    def new_targets(self) -> tuple[str, ...]:
+        return tuple(t for t in self.targets if t not in self.earlier)
+
+
+def crs_cases(dialogue: Dialogue, catalog: Callable[[str], bool]) -> list[CrsCase]:
+    """The dialogue's recommender turns that mention catalog movies, in order."""
+    cases = []
+    earlier: set[str] = set()
+    for index, turn in enumerate(dialogue.turns):
+        targets = tuple(m for m in turn.movies if catalog(m))
+        if turn.role == "recommender" and targets:
+            cases.append(CrsCase(dialogue.id, index, targets, frozenset(earlier)))
+        earlier.update(turn.movies)
+    return cases
+
+
+@dataclass(frozen=True)
+class CrsOutput:
+    case: CrsCase
+    ranked: list[str]  # the agent's order, best first
+    seconds: float
+    reranked: bool
+
+
+def replay(conversations: ConversationAgent, dialogue: Dialogue, titles: dict[str, str], depth: int
+           ) -> list[CrsOutput]:
+    """Run the dialogue through the agent's state tracking; rank at every recommender turn to score."""
+    pipeline = conversations.pipeline
+    in_catalog = pipeline.index.entries.__contains__
+    to_score = {c.turn: c for c in crs_cases(dialogue, in_catalog)}
+    state = conversations.create()
+    outputs = []
+    last_message: str | None = None
+    try:
+        for index, turn in enumerate(dialogue.turns):
+            text = render(turn.text, {**titles, **dialogue.titles})
+            if turn.role == "seeker":
+                conversations.read_message(state, text)
+                last_message = text
+                continue
+            case = to_score.get(index)
+            if case is not None:
+                started = time.perf_counter()
+                request = conversations.request(state, last_message, k=depth)
+                retrieved = pipeline.retrieve(request)
+                order, reranked, _ = pipeline.rerank(request, retrieved)
+                outputs.append(CrsOutput(case, order[:depth], time.perf_counter() - started, reranked))
+            conversations.record_reply(state, text, [m for m in turn.movies if in_catalog(m)])
+    finally:
+        conversations.store.delete(state.id)
+    return outputs
+
+
+def hits(output: CrsOutput, variant: str, k: int) -> list[float]:
+    """One value per scored target: 1 if it is in the top k of the (variant's) output."""
+    if variant == "all":
+        top = output.ranked[:k]
+        return [float(t in top) for t in output.case.targets]
+    top = [i for i in output.ranked if i not in output.case.earlier][:k]
+    return [float(t in top) for t in output.case.new_targets]
+
+
+def crs_metrics(outputs: Sequence[CrsOutput], variant: str, bootstrap: int = 1000, seed: int = 0
+                ) -> dict[str, dict[str, Any]]:
+    """recall@K per target (He et al.): mean, standard error and a 95% bootstrap interval over targets."""
+    out: dict[str, dict[str, Any]] = {}
+    for k in CUTOFFS:
+        values = np.array([h for o in outputs for h in hits(o, variant, k)])
+        low, high = bootstrap_interval(values, bootstrap, seed)
+        out[f"recall@{k}"] = {"value": round(float(values.mean()) if len(values) else 0.0, 5),
+                              "se": round(standard_error(values), 5), "ci95": [round(low, 5), round(high, 5)]}
+    return out
+
+
+def dialogues_for(folder: Path, split: str, file: Path | None = None) -> list[Dialogue]:
+    if file is not None:
+        return read_dialogues(file)
+    paths = split_files(folder, SPLITS[split])
+    if not paths:
+        raise FileNotFoundError(f"no {split} dialogues in {folder}")
+    return [d for p in paths for d in read_dialogues(p)]
+
+
+def run_dialogues(agent: Agent, dialogues: Sequence[Dialogue], titles: dict[str, str], depth: int = 40,
+                  progress: bool = True) -> list[CrsOutput]:
+    """Replay every dialogue, with a progress bar that shows the running recall@10 (all variant)."""
+    outputs: list[CrsOutput] = []
+    found = total = 0
+    with tqdm(dialogues, desc="replaying dialogues", unit="dialogue", disable=not progress) as bar:
+        for dialogue in bar:
+            for output in replay(agent.conversations, dialogue, titles, depth):
+                outputs.append(output)
+                scored = hits(output, "all", 10)
+                found += int(sum(scored))
+                total += len(scored)
+            bar.set_postfix(turns=len(outputs), recall10=f"{found / max(total, 1):.3f}")
+    return outputs
+
+
+def output_rows(outputs: Sequence[CrsOutput]) -> list[dict[str, Any]]:
+    """One JSON-able row per scored turn, for the run's raw results."""
+    return [{"dialogue": o.case.dialogue, "turn": o.case.turn, "targets": list(o.case.targets),
+             "new_targets": list(o.case.new_targets), "earlier": sorted(o.case.earlier), "ranked": o.ranked,
+             "reranked": o.reranked, "seconds": round(o.seconds, 4),
+             **{f"hits@{k}": sum(hits(o, "all", k)) for k in CUTOFFS},
+             **{f"new_hits@{k}": sum(hits(o, "new_items", k)) for k in CUTOFFS}} for o in outputs]
+
+
+def evaluate_crs(settings: Settings, dataset: str, split: str, ranker: str = "fused", dialogues: Path | None = None,
+                 limit: int | None = None, llm: LLM | None = None, progress: bool = True, bootstrap: int = 1000,
+                 embedder: Embedder | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Index the dataset's training part (with its configured transfer), replay the split's dialogues (or
+    a given ReDial-format file) through the conversational agent, and score both variants.
+
+    `ranker` is 'fused' (the agent without an LLM: the retriever's order) or 'llm' (the configured LLM
+    reranks, as in the chat). Returns the result (the shape of the other protocols' results) and one row
+    per scored turn.
+    """
+    if ranker not in ("fused", "llm"):
+        raise InvalidRequest("the crs protocol scores the conversational agent: --ranker fused or llm")
+    data = load_with_transfer(dataset, settings.data)
+    train = replace(data, name=f"{data.name}-crs-{data.content_hash()[:8]}")
+    index_dataset(settings, train, embedder, progress=progress, purpose="eval")
+    if ranker == "llm":
+        llm = llm or make_configured_llm(settings)
+        if llm is None:
+            raise InvalidRequest("the llm ranker needs an LLM (llm.backend is 'none')")
+    agent = build_agent(settings, namespace=train.name, llm=llm if ranker == "llm" else None, embedder=embedder)
+    folder = resolve_dataset_folder(dataset, settings.data.data_dir)
+    chosen = dialogues_for(folder, split, dialogues)
+    chosen = chosen[:limit] if limit else chosen
+    titles = {item_id: item.title for item_id, item in data.items.items()}
+    started = time.perf_counter()
+    outputs = run_dialogues(agent, chosen, titles, progress=progress)
+    seconds = time.perf_counter() - started
+    result = {"dataset": dataset, "protocol": "crs", "ranker": ranker, "split": SPLITS.get(split, split),
+              "dialogues_file": str(dialogues) if dialogues else None, "users": len(chosen),
+              "dialogues": len(chosen), "subset": bool(limit), "turns": len(outputs),
+              "targets": sum(len(o.case.targets) for o in outputs),
+              "targets_new_items": sum(len(o.case.new_targets) for o in outputs),
+              "metrics": crs_metrics(outputs, "all", bootstrap), "metrics_new_items": crs_metrics(outputs, "new_items",
+                                                                                                    bootstrap),
+              "reranked_turns": sum(o.reranked for o in outputs), "agent": agent.describe(),
+              "counts": {"items": len(data.items), "train_interactions": len(data.interactions)},
+              "notes": data.notes, "seconds": round(seconds, 2),
+              "seconds_per_turn": round(seconds / max(len(outputs), 1), 4), "data_hash": data.content_hash(),
+              "git_commit": git_commit(), "settings": json.loads(settings.model_dump_json())}
+    return result, output_rows(outputs)
