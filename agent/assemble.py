@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,9 @@ class LazyEncoder:
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.embedder.encode([text])[0]
+
+    def encode_many(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedder.encode(list(texts))
 
 
 def embedder_factory(settings: Settings, embedder: Embedder | None = None) -> Callable[[], Embedder]:

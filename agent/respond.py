@@ -143,6 +143,15 @@ def template_reply(items: Sequence[Recommendation], noun: str = "item") -> str:
     return "\n".join(lines)
 
 
+def reply_prompt(template: PromptTemplate, noun: str, request: str, items: Sequence[Recommendation]
+                 ) -> tuple[dict[str, str], str]:
+    """The reply prompt for these items (labelled A, B, ...) and the label -> title map it shows."""
+    shown = {LABELS[i]: item.title for i, item in enumerate(items)}
+    prompt = template.render(noun=noun, request=request, items=[
+        {"label": LABELS[i], "title": item.title, "reason": item.reason} for i, item in enumerate(items)])
+    return shown, prompt
+
+
 class ReplyWriter:
     """Asks the LLM (with the reply adapter, if any) for one sentence per item, and keeps the grounded ones."""
 
@@ -161,11 +170,7 @@ class ReplyWriter:
 
     def prompt(self, request: str, items: Sequence[Recommendation]) -> tuple[dict[str, str], str]:
         """The labels shown to the LLM (label -> title) and the rendered prompt, for the first items."""
-        shown_items = list(items)[: self.max_items]
-        shown = {LABELS[i]: item.title for i, item in enumerate(shown_items)}
-        prompt = self.template.render(noun=self.noun, request=request, items=[
-            {"label": LABELS[i], "title": item.title, "reason": item.reason} for i, item in enumerate(shown_items)])
-        return shown, prompt
+        return reply_prompt(self.template, self.noun, request, list(items)[: self.max_items])
 
     def sentences(self, request: str, items: Sequence[Recommendation], evidence_titles: Sequence[str] = (),
                   user_message: str = "") -> Iterator[str]:

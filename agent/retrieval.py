@@ -37,6 +37,10 @@ class QueryEncoder(Protocol):
         """A normalised text vector in the index's text space."""
         ...
 
+    def encode_many(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalised vectors of several texts at once (one batch), as rows."""
+        ...
+
 
 @dataclass
 class Context:

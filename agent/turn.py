@@ -51,6 +51,12 @@ class Timer:
         self.marks[name] = round(now - self.started - sum(self.marks.values()), 4)
 
 
+def reply_request(index: LoadedIndex, query: str | None, seen: list[str]) -> str:
+    """What the reply prompt says the user asked for: their words, or their most recent items."""
+    recent = [index.entries[h].title for h in seen[-3:] if h in index.entries]
+    return query or ("more like " + ", ".join(recent) if recent else "recommendations")
+
+
 class TurnPipeline:
     def __init__(self, recommender: Recommender, reranker: LLMReranker | None, replier: ReplyWriter | None,
                  rerank_candidates: int = 20) -> None:
@@ -104,10 +110,9 @@ class TurnPipeline:
         if self.replier is None or ranked.problem is not None or not ranked.items:
             return
         entries = self.index.entries
-        recent = [entries[h].title for h in seen[-3:] if h in entries]
-        prompt_request = request.query or ("more like " + ", ".join(recent) if recent else "recommendations")
         cited = [entries[e].title for item in ranked.items for e in item.evidence if e in entries]
-        yield from self.replier.sentences(prompt_request, ranked.items, cited, request.query or "")
+        yield from self.replier.sentences(reply_request(self.index, request.query, seen), ranked.items, cited,
+                                          request.query or "")
 
     # the turn ----------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ a year attribute. On a catalog without genres, "comedy" therefore constrains not
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import threading
 from collections import Counter, defaultdict
@@ -44,8 +45,9 @@ _STOP_TEXT = """
 """
 STOPWORDS = frozenset(_STOP_TEXT.split())
 
+MIN_SUPPORT_SHARE = 0.005  # of the catalog's items a constraint value must be on (and at least 5)
 MIN_HINT_SUPPORT = 3  # items a hint value must be on before it stands for a constraint value
-MIN_HINT_SHARE = 0.75  # share of those items that carry the constraint value
+MIN_HINT_SHARE = 0.7  # share of those items that carry the constraint value
 EMBED_MIN = 0.62  # cosine a phrase needs to a value's name...
 EMBED_MARGIN = 0.15  # ...and its lead over the next-best value
 
@@ -95,17 +97,21 @@ class CatalogVocabulary:
                     values[name][value] += 1
                 elif isinstance(value, (int, float)) and not isinstance(value, bool):
                     numeric[name].append(float(value))
-        # shared values (each on two items or more, on average), carried by a good part of the catalog
+        self._stop = STOPWORDS | {key(self.noun), key(self.noun + "s"), "movie", "film", "song", "track", "album",
+                                  "item", "product", "artist", "band", "music", "show", "book"}
+        # A constraint value is carried by enough items (at least MIN_SUPPORT_SHARE of the catalog, and 5)
+        # of an attribute that a good part of the catalog has; rarer values can still be hints.
+        min_support = max(5, math.ceil(MIN_SUPPORT_SHARE * n))
         self.constraint_attributes = sorted(
-            name for name in values if coverage[name] / n >= min_coverage and len(values[name]) >= 2
-            and sum(values[name].values()) >= 2 * len(values[name]))
-        self.values: dict[str, dict[str, str]] = {}  # key -> (attribute, value) for constraint values
+            name for name in values if coverage[name] / n >= min_coverage
+            and sum(1 for count in values[name].values() if count >= min_support) >= 2)
         self._value_of: dict[str, tuple[str, str]] = {}
         self.support: dict[tuple[str, str], int] = {}
         for name in self.constraint_attributes:
-            for value, count in values[name].items():
+            for value, count in values[name].most_common():
                 k = key(value)
-                if k and k not in self._value_of and k not in STOPWORDS:
+                if count >= min_support and k and k not in self._value_of and \
+                        not all(word in self._stop for word in k.split()):
                     self._value_of[k] = (name, value)
                     self.support[(name, value)] = count
         self._hints = self._hint_map(entries, values)
@@ -113,16 +119,14 @@ class CatalogVocabulary:
                                     if name.lower() in {"year", "release_year", "released"} or
                                     (xs and min(xs) >= 1800 and max(xs) <= 2100 and all(x == int(x) for x in xs))),
                                    None)
-        self._stop = STOPWORDS | {key(self.noun), key(self.noun + "s"), "movie", "film", "song", "track", "album",
-                                  "item", "product", "artist", "band", "music", "show", "book"}
         self._embed_lock = threading.Lock()
 
     def _hint_map(self, entries: Sequence[object], values: dict[str, Counter[str]]) -> dict[str, tuple[str, str]]:
-        """Values of sparse attributes that stand for one constraint value on most items that carry them."""
+        """Values that are no constraint values themselves (a sparse attribute's, or rare ones) but stand for
+        one constraint value on most items that carry them ("funny" -> Comedy, "nu metal" -> metal)."""
         hints: dict[str, tuple[str, str]] = {}
         n_items = max(len(entries), 1)
-        sparse = [name for name in values if name not in self.constraint_attributes]
-        for hint_attribute in sparse:
+        for hint_attribute in values:
             together: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
             totals: Counter[str] = Counter()
             for entry in entries:
@@ -138,10 +142,11 @@ class CatalogVocabulary:
                             together[hint][(name, str(v))] += 1
             for hint, count in totals.items():
                 k = key(hint)
-                if count < MIN_HINT_SUPPORT or not k or k in self._value_of or k in STOPWORDS:
+                if count < MIN_HINT_SUPPORT or not k or k in self._value_of or \
+                        all(word in self._stop for word in k.split()):
                     continue
                 strong = [(n / count / max(values[v[0]][v[1]] / n_items, 1e-9), v) for v, n in together[hint].items()
-                          if n / count >= MIN_HINT_SHARE]
+                          if n / count >= MIN_HINT_SHARE and v in self.support and v[1] != hint]
                 if strong:  # the value this hint says most about: highest lift over its base rate
                     hints.setdefault(k, max(strong)[1])
         return hints
@@ -155,7 +160,7 @@ class CatalogVocabulary:
         """Embeddings of the most common constraint values' names (at most 500), computed once."""
         assert self.encoder is not None
         common = sorted(self._value_of.values(), key=lambda v: -self.support[v])[:500]
-        vectors = np.stack([self.encoder.encode_query(value) for _, value in common]) if common else np.zeros((0, 1))
+        vectors = self.encoder.encode_many([value for _, value in common]) if common else np.zeros((0, 1))
         return common, vectors
 
     def family(self, attribute: str, value: str) -> list[str]:
@@ -164,8 +169,9 @@ class CatalogVocabulary:
         related = [v for (a, v) in self._value_of.values() if a == attribute and words <= set(key(v).split())]
         return sorted(set(related) | {value})
 
-    def constraints(self, message: str, masked: Sequence[str] = ()) -> list[Constraint]:
-        """Constraint values named in the message; `masked` spans (titles the user wrote) are skipped."""
+    def constraints(self, message: str, masked: Sequence[str] = (), embed: bool = True) -> list[Constraint]:
+        """Constraint values named in the message; `masked` spans (titles the user wrote) are skipped.
+        `embed=False` keeps to exact, hint and fuzzy matches (no encoder call)."""
         text = message
         for span in sorted(masked, key=len, reverse=True):
             text = re.sub(re.escape(span), " , ", text, flags=re.IGNORECASE)
@@ -188,7 +194,7 @@ class CatalogVocabulary:
                     continue
                 used[i:i + size] = [True] * size
                 found.append(Constraint(hit[0], hit[1], bool(NEGATION.search(lowered[: tokens[i][1]])), how))
-        if unmatched and self.encoder is not None and self._value_of:
+        if embed and unmatched and self.encoder is not None and self._value_of:
             for (_phrase, start, i), hit in zip(unmatched, self._embedded([p for p, _, _ in unmatched]), strict=True):
                 if hit is not None and not used[i]:
                     used[i] = True
@@ -215,8 +221,8 @@ class CatalogVocabulary:
         if len(names) < 2:
             return [None] * len(phrases)
         out: list[tuple[str, str] | None] = []
-        for phrase in phrases:
-            sims = vectors @ self.encoder.encode_query(phrase)
+        for query in self.encoder.encode_many(phrases):  # every phrase in one forward pass
+            sims = vectors @ query
             top = np.argsort(-sims)[:2]
             best, second = float(sims[top[0]]), float(sims[top[1]])
             out.append(names[int(top[0])] if best >= EMBED_MIN and best - second >= EMBED_MARGIN else None)

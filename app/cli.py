@@ -23,7 +23,7 @@ from app.commands import (
 from app.evaluation import add_eval_flags
 from app.options import common_flags, llm_flags
 from app.serving import cmd_chat, cmd_llm_serve, cmd_mcp, cmd_serve
-from app.training import add_train_flags, cmd_train_rerank
+from app.training import add_reply_flags, add_train_flags, cmd_train_reply, cmd_train_rerank
 from core.errors import RecagentError
 
 
@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fine-tune LoRA adapters").add_subparsers(dest="action", required=True)
     p = add("rerank", cmd_train_rerank, "train the listwise ranker adapter on the training part of loo", train)
     add_train_flags(p)
+    p = add("reply", cmd_train_reply, "train the reply-writer adapter (grounded sentences citing [labels])", train)
+    add_reply_flags(p)
 
     p = add("bench", cmd_bench, "benchmarks; print JSON")
     p.add_argument("what", choices=["index", "retrieval", "eval", "rerank", "turn"])

@@ -40,6 +40,43 @@ def cmd_train_rerank(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_reply(args: argparse.Namespace) -> int:
+    from train.lora import LoraSettings, TrainSettings
+    from train.run import ReplyRun, run_reply
+
+    settings = settings_from(args)
+    dataset = args.dataset or settings.data.dataset
+    run = ReplyRun(dataset=dataset, out=args.out or Path("models") / dataset / "reply", examples=args.examples,
+                   validation_examples=args.validation_examples, dialogues=args.dialogues,
+                   train=TrainSettings(lr=args.lr, micro_batch=args.micro_batch, grad_accum=args.grad_accum,
+                                       epochs=args.epochs, eval_every=args.eval_every, patience=args.patience,
+                                       max_steps=args.max_steps, seed=args.seed,
+                                       lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha,
+                                                         targets=tuple(args.lora_targets.split(",")))),
+                   command=_command())
+    summary = run_reply(settings, run, progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
+def add_reply_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, help="adapter folder (default models/DATASET/reply)")
+    p.add_argument("--examples", type=int, default=1500, help="training replies built")
+    p.add_argument("--validation-examples", type=int, default=150)
+    p.add_argument("--dialogues", type=Path, help="ReDial-format dialogues (default: the shared training sample)")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--micro-batch", type=int, default=4)
+    p.add_argument("--grad-accum", type=int, default=4)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--eval-every", type=int, default=20, help="optimizer steps between validations")
+    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-alpha", type=int, default=32)
+    p.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="adapter folder (default models/DATASET/rerank)")
     p.add_argument("--negatives", choices=["hard", "random", "mix"], default="mix")

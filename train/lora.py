@@ -256,3 +256,42 @@ class LoraTrainer(Generic[E]):
             if self.state.bad_evals >= self.settings.patience:
                 self.state.stopped_early = True
         self._save_checkpoint(scheduler)
+
+
+class CausalTextTask:
+    """Supervised fine-tuning: the loss is the cross-entropy of the target tokens after the prompt.
+
+    The prompt and the target are tokenized apart, as at inference (where the prompt is tokenized alone
+    and the model continues it); only the last target-length positions get logits (`logits_to_keep`).
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def _batch(self, pairs: Sequence[tuple[str, str]]) -> tuple[Any, Any, int]:
+        import torch
+
+        rows, targets = [], []
+        for prompt, target in pairs:
+            p = self.tokenizer(prompt)["input_ids"]
+            t = self.tokenizer(target, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+            rows.append(p + t)
+            targets.append(len(t))
+        width = max(len(r) for r in rows)
+        keep = max(targets) + 1
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), keep - 1), -100, dtype=torch.long)
+        for i, (row, n) in enumerate(zip(rows, targets, strict=True)):
+            ids[i, width - len(row):] = torch.tensor(row)
+            mask[i, width - len(row):] = 1
+            labels[i, keep - 1 - n:] = torch.tensor(row[-n:])
+        return {"input_ids": ids, "attention_mask": mask}, labels, keep
+
+    def loss(self, model: Any, examples: Sequence[Any]) -> Any:
+        import torch
+
+        batch, labels, keep = self._batch([(e.prompt, e.target) for e in examples])
+        logits = model(**batch, logits_to_keep=keep).logits[:, :-1, :].float()
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                 ignore_index=-100)

@@ -50,6 +50,7 @@ class LabelExample:
     target: int
     kind: str  # "hard" or "random"
     user: str
+    candidates: tuple[str, ...] = ()  # the item ids shown, slot by slot
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def _example(index: LoadedIndex, template: PromptTemplate, history: Sequence[str
     item = RerankInput([titles[h] for h in history[-window:] if h in titles],
                        [(c, titles[c], f) for c, f in zip(candidates, facts, strict=True)], request)
     prompt = render_prompt(template, item, list(range(len(candidates))), index.noun, window)
-    return LabelExample(prompt, len(candidates), candidates.index(target), kind, user)
+    return LabelExample(prompt, len(candidates), candidates.index(target), kind, user, tuple(candidates))
 
 
 def training_examples(settings: Settings, split: Split, template: PromptTemplate, config: RerankDataConfig,
@@ -198,7 +199,8 @@ def save_examples(path: Path, examples: Sequence[LabelExample]) -> None:
 
 def load_examples(path: Path) -> list[LabelExample]:
     with path.open(encoding="utf-8") as handle:
-        return [LabelExample(**json.loads(line)) for line in handle if line.strip()]
+        return [LabelExample(**{**row, "candidates": tuple(row.get("candidates", ()))})
+                for row in map(json.loads, handle) if row]
 
 
 def ndcg_from_slots(ranks: Sequence[int], k: int = 10) -> float:

@@ -81,3 +81,78 @@ def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedd
     write_manifest(run.out, record)
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+@dataclass(frozen=True)
+class ReplyRun:
+    dataset: str
+    out: Path
+    train: TrainSettings
+    examples: int = 1500
+    validation_examples: int = 150
+    dialogues: Path | None = None  # ReDial training dialogues (requests and recommenders' sentences)
+    validation_dialogues: Path | None = None
+    prompt_version: int = 2
+    command: str | None = None
+
+
+def run_reply(settings: Settings, run: ReplyRun, progress: bool = True, embedder: Embedder | None = None,
+              stop_after: int | None = None) -> dict[str, Any]:
+    """Train the reply adapter; checkpoints are chosen by the validation loss of held-out replies (from
+    the ReDial validation sample's requests and other users)."""
+    from train.lora import CausalTextTask, LoraTrainer
+    from train.reply_data import ReplyExample, load_reply_examples, reply_examples, save_reply_examples
+
+    template = load_prompt("reply", run.prompt_version)
+    prepared = prepare(settings, run.dataset, "loo", progress=progress, embedder=embedder)
+    redial = settings.data.data_dir / "redial"
+    train_dialogues = run.dialogues or redial / "train_data_sample500.jsonl"
+    valid_dialogues = run.validation_dialogues or redial / "valid_data_sample100.jsonl"
+    key = f"{template.id}-{prepared.data_hash}-{run.examples}-{run.validation_examples}-{run.train.seed}-v1"
+    cache = Path("var") / "train" / f"{run.dataset}-reply-{key}"
+    if (cache / "train.jsonl").exists():
+        examples, validation = load_reply_examples(cache / "train.jsonl"), load_reply_examples(cache / "valid.jsonl")
+    else:
+        agent = prepared.agent
+        examples = reply_examples(agent, template, train_dialogues, run.examples, seed=run.train.seed)
+        validation = reply_examples(agent, template, valid_dialogues, run.validation_examples,
+                                    seed=run.train.seed + 1)
+        save_reply_examples(cache / "train.jsonl", examples)
+        save_reply_examples(cache / "valid.jsonl", validation)
+    work = run.out.with_name(run.out.name + ".work")
+    model_folder = resolve_model(settings.llm.model, settings.llm.model_cache)
+    trainer: LoraTrainer[ReplyExample] = LoraTrainer(model_folder, CausalTextTask, run.train, work, "neg_loss", key)
+    task: CausalTextTask = trainer.task  # type: ignore[assignment]
+
+    def evaluate(model: Any) -> dict[str, float]:
+        losses = [float(task.loss(model, validation[i:i + 4])) for i in range(0, len(validation), 4)]
+        return {"neg_loss": -float(sum(losses) / max(len(losses), 1))}
+
+    state = trainer.train(examples, evaluate, progress=progress, stop_after=stop_after)
+    finished = state.step >= state.total_steps or state.stopped_early
+    summary: dict[str, Any] = {"examples": len(examples), "validation_examples": len(validation),
+                               "evaluations": state.evaluations, "best_step": state.best_step, "steps": state.step,
+                               "total_steps": state.total_steps, "train_seconds": round(state.seconds, 1),
+                               "finished": finished, "examples_dir": str(cache)}
+    if not finished:
+        return summary
+    from peft import PeftModel
+
+    from train.lora import load_base
+
+    _, base = load_base(model_folder)
+    save_adapter(PeftModel.from_pretrained(base, str(work / "best")), run.out, bf16=True)
+    sources: dict[str, int] = {}
+    for e in examples:
+        sources[e.source] = sources.get(e.source, 0) + 1
+    write_manifest(run.out, {
+        "task": "reply", "dataset": run.dataset, "data_hash": prepared.data_hash,
+        "dialogues": [str(train_dialogues), str(valid_dialogues)],
+        "base_model": base_model_record(model_folder, settings.llm.model), "prompt": template.id,
+        "seed": run.train.seed, "train": asdict(run.train), "examples": len(examples), "examples_by_source": sources,
+        "validation": {"best": next(e for e in state.evaluations if e["step"] == state.best_step),
+                       "zero_shot": state.evaluations[0], "examples": len(validation)},
+        "steps": state.step, "best_step": state.best_step, "train_seconds": summary["train_seconds"],
+        "command": run.command})
+    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

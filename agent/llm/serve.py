@@ -42,9 +42,9 @@ def server_command(options: ServeOptions) -> list[str]:
                "--served-model-name", name, "--host", options.host, "--port", str(options.port),
                "--dtype", options.dtype, "--max-model-len", str(options.max_model_len),
                "--max-logprobs", str(options.max_logprobs)]
-    if options.lora_modules:
-        command += ["--enable-lora", "--max-lora-rank", str(options.max_lora_rank), "--lora-modules",
-                    *options.lora_modules]
+    if options.lora_modules:  # every adapter active at once: a ranking and a reply can share a batch
+        command += ["--enable-lora", "--max-lora-rank", str(options.max_lora_rank),
+                    "--max-loras", str(len(options.lora_modules)), "--lora-modules", *options.lora_modules]
     return command + list(options.extra_args)
 
 

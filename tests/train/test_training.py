@@ -1,0 +1,122 @@
+"""LoRA training on the real default model: a few steps on a few examples change the scores, the saved
+adapter reloads to the same scores, and a run stopped midway resumes to the same end. The example
+builders use only the training part of `loo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent.assemble import Agent, index_dataset
+from core.labels import LABELS
+from eval.protocols import leave_one_out
+from index.embedder import Embedder
+from index.loaders import load_dataset
+from prompts.loader import load_prompt
+from train.lora import LoraSettings, LoraTrainer, TrainSettings, load_base, save_adapter
+from train.rerank import LabelTask, rank_metrics
+from train.rerank_data import LabelExample, RerankDataConfig, fold_of, training_examples
+
+TINY = TrainSettings(lr=5e-3, micro_batch=2, grad_accum=1, max_steps=4, eval_every=2, patience=10, seed=0,
+                     lora=LoraSettings(r=2, alpha=8, targets=("q_proj",)))
+
+
+def _examples() -> list[LabelExample]:
+    """Short real prompts: three movies liked, four candidates, the answer in a different slot each time."""
+    template = load_prompt("rerank_listwise", 2)
+    history = ["Toy Story (1995)", "Aladdin (1992)", "Lion King, The (1994)"]
+    candidates = ["Heat (1995)", "Toy Story 2 (1999)", "Casino (1995)", "Mulan (1998)"]
+    out = []
+    for shift in range(4):
+        shown = candidates[shift:] + candidates[:shift]
+        labelled = [{"label": LABELS[i], "title": t, "facts": ""} for i, t in enumerate(shown)]
+        prompt = template.render(noun="movie", history=history, request="", candidates=labelled)
+        out.append(LabelExample(prompt, 4, shown.index("Toy Story 2 (1999)"), "random", "u"))
+    return out
+
+
+def _scores(task: LabelTask, model: Any, examples: list[LabelExample]) -> np.ndarray:
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        return task.label_logits(model, [e.prompt for e in examples]).numpy()[:, :4]
+
+
+def test_tiny_run_changes_saves_reloads_and_resumes(model_folder: Path, tmp_path: Path) -> None:
+    examples = _examples()
+    trainer: LoraTrainer[LabelExample] = LoraTrainer(str(model_folder), LabelTask, TINY, tmp_path / "a", "ndcg@10",
+                                                     "tiny")
+    task: LabelTask = trainer.task  # type: ignore[assignment]
+    before = _scores(task, trainer.model, examples)
+
+    def evaluate(model: Any) -> dict[str, float]:
+        return rank_metrics(task.ranks(model, examples), len(examples))
+
+    state = trainer.train(examples, evaluate, progress=False)
+    assert state.step == 4 and [e["step"] for e in state.evaluations] == [0, 2, 4]
+    after = _scores(task, trainer.model, examples)
+    assert np.abs(after - before).max() > 0.1  # training moved the label scores
+    assert np.mean(np.argmax(after, axis=1) == [e.target for e in examples]) > \
+        np.mean(np.argmax(before, axis=1) == [e.target for e in examples]) or \
+        float(np.mean(after[np.arange(4), [e.target for e in examples]])) > \
+        float(np.mean(before[np.arange(4), [e.target for e in examples]]))
+
+    save_adapter(trainer.model, tmp_path / "saved")
+    from peft import PeftModel
+
+    _, base = load_base(str(model_folder))
+    reloaded = PeftModel.from_pretrained(base, str(tmp_path / "saved"))
+    assert np.allclose(_scores(task, reloaded, examples), after, atol=1e-4)
+
+    # the same run, stopped after 3 steps (its last checkpoint is at step 2), then started again
+    first: LoraTrainer[LabelExample] = LoraTrainer(str(model_folder), LabelTask, TINY, tmp_path / "b", "ndcg@10",
+                                                   "tiny")
+    stopped = first.train(examples, evaluate, progress=False, stop_after=3)
+    assert stopped.step == 3
+    second: LoraTrainer[LabelExample] = LoraTrainer(str(model_folder), LabelTask, TINY, tmp_path / "b", "ndcg@10",
+                                                    "tiny")
+    resumed = second.train(examples, evaluate, progress=False)
+    assert resumed.step == 4 and [e["step"] for e in resumed.evaluations] == [0, 2, 4]
+    assert np.allclose(_scores(task, second.model, examples), after, atol=1e-4)  # the same end as uninterrupted
+
+
+def test_a_checkpoint_of_other_settings_is_refused(model_folder: Path, tmp_path: Path) -> None:
+    from train.lora import TrainingError
+
+    examples = _examples()
+    trainer: LoraTrainer[LabelExample] = LoraTrainer(str(model_folder), LabelTask, TINY, tmp_path, "ndcg@10", "tiny")
+    trainer.train(examples, lambda model: {"ndcg@10": 0.0}, progress=False, stop_after=1)
+    other = TrainSettings(**{**TINY.__dict__, "lr": 1e-3})
+    with pytest.raises(TrainingError, match="other settings"):
+        LoraTrainer(str(model_folder), LabelTask, other, tmp_path, "ndcg@10", "tiny").train(
+            examples, lambda model: {"ndcg@10": 0.0}, progress=False)
+
+
+def test_rerank_examples_come_from_training_prefixes_only(small_agent: Agent, small_data_dir: Path,
+                                                         embedder: Embedder) -> None:
+    """Every example is a prefix of a user's training sequence (never the validation or test item), hard
+    lists come from a retriever fitted without that user's fold, and the answer's slot is right."""
+    dataset = load_dataset("movies-small", small_data_dir)
+    split = leave_one_out(dataset)
+    index_dataset(small_agent.settings, split.train, embedder, progress=False, purpose="eval")
+    config = RerankDataConfig(negatives="mix", examples=40, per_user=3, folds=2, request_fraction=0.5, seed=3)
+    template = load_prompt("rerank_listwise", 3)
+    examples = training_examples(small_agent.settings, split, template, config, embedder, progress=False)
+    assert len(examples) == 40 and {e.kind for e in examples} == {"hard", "random"}
+    held_out = {(c.user, c.target) for c in [*split.validation, *split.test]}
+    train_items: dict[str, set[str]] = {}
+    for row in split.train.interactions.itertuples():
+        train_items.setdefault(str(row.user), set()).add(str(row.item))
+    for e in examples:
+        assert e.labels == len(e.candidates) == 20 and 0 <= e.target < 20 and len(set(e.candidates)) == 20
+        answer = e.candidates[e.target]
+        assert answer in train_items[e.user], (e.user, answer)  # an item of the user's training part
+        assert (e.user, answer) not in held_out  # never a validation or test target
+        title = small_agent.index.titles[answer].split(" (")[0]
+        assert f"({LABELS[e.target]}) {title}" in e.prompt
+    assert {fold_of(e.user, 2) for e in examples} == {0, 1}
+    assert any("Their request:" in e.prompt for e in examples)

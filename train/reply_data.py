@@ -1,0 +1,265 @@
+"""Training examples for the reply writer: the agent's own reply prompt, and a reply the grounding check
+accepts (one short sentence per item, citing it by its label, using the evidence shown).
+
+The prompts come from the real pipeline (retrieval and evidence over the training part of `loo`), for
+requests in real language where we have it: seekers' messages in ReDial's training dialogues, and
+known MovieLens users (whose request is their recent items). The sentences come from real language too:
+ReDial recommenders' sentences about one movie (when they name no person, no other title and no
+recency), used for that movie or for movies with every genre the sentence names, and templates that
+put the shown evidence into words with MovieLens users' own tags. Every target passes the same
+grounding check the agent applies, or it is not used.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.assemble import Agent
+from agent.dialogue import title_key
+from agent.events import Recommendation, TurnRequest
+from agent.respond import Grounding, reply_prompt
+from agent.turn import reply_request
+from core.labels import LABELS
+from prompts.loader import PromptTemplate
+
+_MENTION = re.compile(r"@(\d+)")
+_YEAR = re.compile(r"\((\d{4})\)\s*$")
+_RECENCY = re.compile(r"\b(new|newer|newest|recent|recently|theat\w*|latest|upcoming|came out|sequel|prequel|"
+                      r"remake|franchise|series|trilogy|part \d|season)\b", re.IGNORECASE)
+_ASKING = re.compile(r"\b(like|love|looking|recommend|movie|film|watch|enjoy|fan|something|any|kind|type|into|"
+                     r"prefer|favorite|favourite|funny|scary|comed|horror|action|romance|drama)", re.IGNORECASE)
+_CLOSING = re.compile(r"\b(bye|goodbye|thanks|thank you|have a good)\b", re.IGNORECASE)
+_PRONOUN_CAPS = {"I", "I'm", "I've", "I'd", "I'll", "OK", "Ok"}
+
+
+@dataclass(frozen=True)
+class ReplyExample:
+    prompt: str
+    target: str  # starts with a space: it continues the prompt's "Reply:"
+    source: str  # which requests and sentences it was made from
+
+
+def natural_title(title: str) -> str:
+    """'Matrix, The (1999)' -> 'The Matrix': how people write a title in a sentence."""
+    title = _YEAR.sub("", title).strip()
+    return re.sub(r"^(.*), (The|A|An)$", r"\2 \1", title)
+
+
+def redial_dialogues(path: Path) -> list[dict[str, object]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def redial_to_catalog(agent: Agent, dialogues: Sequence[dict[str, object]]) -> dict[str, str]:
+    """ReDial movie ids -> catalog item ids, by title words and year."""
+    by_key: dict[tuple[str, str], str] = {}
+    for item_id, entry in agent.index.entries.items():
+        year = _YEAR.search(entry.title)
+        by_key.setdefault((title_key(entry.title), year.group(1) if year else ""), item_id)
+    mapping = {}
+    for dialogue in dialogues:
+        for movie, name in dict(dialogue.get("movieMentions") or {}).items():  # type: ignore[call-overload]
+            name = re.sub(r"\s+", " ", str(name)).strip()
+            year = _YEAR.search(name)
+            hit = by_key.get((title_key(name), year.group(1) if year else ""))
+            if hit:
+                mapping[str(movie)] = hit
+    return mapping
+
+
+def _clean_sentence(text: str) -> str | None:
+    """A ReDial sentence with one mention, as a template with '{L}', or None if it says more than taste."""
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(_MENTION.findall(text)) != 1 or _RECENCY.search(text) or not 3 <= len(text.split()) <= 25:
+        return None
+    words = re.sub(r"@\d+", " ", text).split()
+    if any(w[0].isupper() and w.strip(".,!?") not in _PRONOUN_CAPS for w in words[1:]):
+        return None  # a person, place or another title
+    text = _MENTION.sub("{L}", text)
+    if re.search(r"\d{4}|\"|\(", text):
+        return None
+    text = text[0].upper() + text[1:]
+    if text[-1] not in ".!?":
+        text += "?" if text.lower().startswith(("have you", "did you", "what about", "how about")) else "."
+    return text
+
+
+def recommender_sentences(dialogues: Sequence[dict[str, object]], mapping: dict[str, str]
+                          ) -> dict[str, list[str]]:
+    """Catalog item id -> templates ('{L}' for the label) that ReDial recommenders wrote about it."""
+    pool: dict[str, list[str]] = defaultdict(list)
+    for dialogue in dialogues:
+        recommender = dialogue.get("respondentWorkerId")
+        for message in dialogue.get("messages") or []:  # type: ignore[attr-defined]
+            if message.get("senderWorkerId") != recommender:
+                continue
+            for sentence in re.split(r"(?<=[.!?])\s+", str(message.get("text", ""))):
+                mentions = _MENTION.findall(sentence)
+                template = _clean_sentence(sentence)
+                if template and mentions and mentions[0] in mapping:
+                    pool[mapping[mentions[0]]].append(template)
+    return pool
+
+
+def seeker_requests(dialogues: Sequence[dict[str, object]], mapping: dict[str, str], agent: Agent
+                    ) -> list[tuple[str, tuple[str, ...]]]:
+    """(request text, liked catalog items) from what seekers wrote before a recommendation."""
+    requests = []
+    for dialogue in dialogues:
+        seeker = dialogue.get("initiatorWorkerId")
+        names = {str(k): natural_title(str(v)) for k, v in dict(dialogue.get("movieMentions") or {}).items()}  # type: ignore[call-overload]
+        said: list[str] = []
+        liked: list[str] = []
+        for message in dialogue.get("messages") or []:  # type: ignore[attr-defined]
+            text = str(message.get("text", ""))
+            if message.get("senderWorkerId") == seeker:
+                for movie in _MENTION.findall(text):
+                    if movie in mapping and mapping[movie] not in liked:
+                        liked.append(mapping[movie])
+                said.append(_titled(text, names))
+            elif _MENTION.search(text) and said:
+                request = " ".join(said[-2:]).strip()
+                if 2 <= len(request.split()) <= 40 and _ASKING.search(request) and not _CLOSING.search(request):
+                    requests.append((request, tuple(liked)))
+                said = []
+    return requests
+
+
+def _titled(text: str, names: dict[str, str]) -> str:
+    """A ReDial message with its @ids written as titles, as a user would type them."""
+    return _MENTION.sub(lambda m: names.get(m.group(1), "that movie"), text)
+
+
+class SentenceMaker:
+    """One sentence per item from its evidence, in varied words (ReDial's where they fit)."""
+
+    def __init__(self, agent: Agent, redial: dict[str, list[str]], rng: random.Random) -> None:
+        self.agent = agent
+        self.redial = redial
+        self.rng = rng
+        self.noun = agent.index.noun
+        attribute = agent.index.descriptive_attribute
+        self.attribute = attribute
+        self.by_values: dict[str, list[tuple[str, frozenset[str]]]] = defaultdict(list)
+        vocabulary = agent.conversations.vocabulary
+        for item_id, templates in redial.items():
+            for template in templates:
+                named = frozenset(c.value for c in vocabulary.constraints(template.replace("{L}", "it"), embed=False))
+                self.by_values[item_id].append((template, named))
+
+    def _values(self, item_id: str) -> set[str]:
+        value = self.agent.index.entries[item_id].attributes.get(self.attribute or "", [])
+        return set(value) if isinstance(value, list) else {str(value)} if value else set()
+
+    def redial_sentence(self, item_id: str) -> str | None:
+        """A ReDial sentence about this movie, or one about another movie whose genre words all fit it."""
+        own = self.by_values.get(item_id)
+        if own and self.rng.random() < 0.7:
+            return self.rng.choice(own)[0]
+        values = self._values(item_id)
+        pool = [t for other in self.rng.sample(list(self.by_values), min(30, len(self.by_values)))
+                for t, named in self.by_values[other] if named <= values]  # generic ones ("a classic") too
+        return self.rng.choice(pool) if pool else None
+
+    def evidence_sentence(self, item: Recommendation, asked: bool) -> str:
+        entries = self.agent.index.entries
+        liked = [natural_title(entries[e].title) for e in item.evidence if e in entries]
+        shared = [e.split(":", 1)[1] for e in item.evidence if ":" in e and e.split(":", 1)[0] == self.attribute]
+        tags = [t for t in entries[item.id].attributes.get("tags", []) if 3 <= len(t) <= 24 and t.islower()] \
+            if item.id in entries else []
+        noun = self.noun
+        options: list[str] = []
+        if liked:
+            h = liked[0]
+            options += [f"If you liked {h}, you will probably enjoy {{L}} too.", f"Fans of {h} tend to love {{L}}.",
+                        f"{{L}} is a favourite among people who liked {h}.",
+                        f"{{L}} is a natural next step after {h}."]
+            if len(liked) > 1:
+                options.append(f"People who enjoyed {h} and {liked[1]} also liked {{L}}.")
+        if shared:
+            v = shared[0]
+            options += [f"{{L}} brings the {v.lower()} side you seem to like.", f"For more {v.lower()}, try {{L}}.",
+                        f"{{L}} is a {v.lower()} {noun} in the spirit of your favourites."]
+            if len(shared) > 1:
+                options.append(f"{{L}} mixes {shared[0].lower()} and {shared[1].lower()}, like much of your list.")
+        if tags:
+            pick = self.rng.sample(tags, min(2, len(tags)))
+            options += [f"People describe {{L}} as {' and '.join(pick)}.", f"Expect something {pick[0]} from {{L}}."]
+        if asked:
+            options += ["{L} fits what you asked for.", "{L} should be just what you are looking for.",
+                        f"For your request, {{L}} is a strong {noun} to try."]
+        if not options:
+            options = [f"{{L}} is a {noun} many people with your taste enjoy.", "You might like {L} as well.",
+                       "{L} is worth a look."]
+        return self.rng.choice(options)
+
+    def reply(self, items: Sequence[Recommendation], asked: bool) -> str:
+        sentences: list[str] = []
+        used: set[str] = set()
+        for label, item in zip(LABELS, items, strict=False):
+            template = ""
+            for _ in range(6):  # a template is used once per reply: replies should not repeat themselves
+                found = self.redial_sentence(item.id) if self.rng.random() < 0.5 else None
+                template = found or self.evidence_sentence(item, asked)
+                if template not in used:
+                    break
+            used.add(template)
+            sentences.append(template.replace("{L}", f"[{label}]"))
+        return " " + " ".join(sentences)
+
+
+def reply_examples(agent: Agent, template: PromptTemplate, dialogues_path: Path, count: int, seed: int = 0,
+                   max_items: int = 5) -> list[ReplyExample]:
+    """`count` examples: about half from ReDial seekers' requests, half from known users' histories."""
+    rng = random.Random(seed)
+    dialogues = redial_dialogues(dialogues_path)
+    mapping = redial_to_catalog(agent, dialogues)
+    maker = SentenceMaker(agent, recommender_sentences(dialogues, mapping), rng)
+    requests = seeker_requests(dialogues, mapping, agent)
+    users = agent.index.store.user_ids()
+    titles = list(agent.index.titles.values())
+    examples: list[ReplyExample] = []
+    attempts = 0
+    while len(examples) < count and attempts < count * 5:
+        attempts += 1
+        k = rng.randint(1, max_items)
+        if rng.random() < 0.5 and requests:
+            text, liked = rng.choice(requests)
+            turn = TurnRequest(history=liked, query=text, k=k)
+            source = "redial-request"
+        else:
+            turn = TurnRequest(user=rng.choice(users), k=k)
+            source = "user-history"
+        response = agent.pipeline.recommend(turn)
+        if not response.items:
+            continue
+        seen = list(agent.index.user_history(turn.user)[0]) if turn.user else list(turn.history)
+        request = reply_request(agent.index, turn.query, seen)
+        shown, prompt = reply_prompt(template, agent.index.noun, request, response.items)
+        target = maker.reply(response.items, asked=turn.query is not None)
+        cited = [agent.index.entries[e].title for i in response.items for e in i.evidence if e in agent.index.entries]
+        grounding = Grounding(shown, titles, cited, template.render(noun=agent.index.noun, request="", items=[]),
+                              turn.query or "")
+        sentences = re.split(r"(?<=[.!?])\s+", target.strip())
+        if len(sentences) != len(response.items) or not all(grounding.accept(s) for s in sentences):
+            continue  # a target the agent's own check would refuse is no example
+        examples.append(ReplyExample(prompt, target, source))
+    return examples
+
+
+def save_reply_examples(path: Path, examples: Sequence[ReplyExample]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text("".join(json.dumps(e.__dict__) + "\n" for e in examples), encoding="utf-8")
+    partial.replace(path)
+
+
+def load_reply_examples(path: Path) -> list[ReplyExample]:
+    with path.open(encoding="utf-8") as handle:
+        return [ReplyExample(**json.loads(line)) for line in handle if line.strip()]
