@@ -5,8 +5,8 @@ the turn in progress); an OS crash or a power cut may lose the last commits, whi
 about 25 times the cost per write (5,000 new conversations: 27 s against 1.0 s here).
 
 Several processes on one machine may share the file. Turns of one conversation are serialised across
-them by a POSIX byte-range lock in a side file (`<file>.locks`), which the kernel releases when a
-process dies, so a killed process never leaves a conversation locked.
+them by a byte-range lock in a side file (`<file>.locks`), which the kernel releases when a process
+dies, so a killed process never leaves a conversation locked.
 """
 
 from __future__ import annotations
@@ -16,39 +16,54 @@ import fcntl
 import hashlib
 import os
 import sqlite3
+import struct
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from agent.sql_store import SQLConversationStore
 from agent.store import ConversationsConfig
 from core.errors import Conflict, SettingsError, Unavailable
 
+# Linux's open-file-description locks belong to an open file, not to the process: two stores in one
+# process exclude each other too, and closing some other descriptor of the file releases nothing.
+_OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)
+
 
 class ByteRangeLocks:
     """Exclusive locks by key across processes: one byte of a side file, at an offset hashed from the key
-    (2**62 offsets, so two keys practically never share one). POSIX locks belong to the process, so
-    threads of one process must not ask for the same key at once: agent.dialogue's lock sees to that."""
+    (2**62 offsets, so two keys practically never share one). The kernel drops them when their holder
+    dies. Threads sharing a store share its file, so agent.dialogue's in-process lock keeps them apart."""
 
     def __init__(self, path: Path) -> None:
         try:
-            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._file: BinaryIO | None = path.open("ab")  # closed with the store, or when it is collected
         except OSError:
-            self._fd = None  # a read-only folder: every write fails anyway, and says so
+            self._file = None  # a read-only folder: every write fails anyway, and says so
+
+    def _set(self, offset: int, exclusive: bool) -> None:
+        assert self._file is not None
+        fd = self._file.fileno()
+        if _OFD_SETLK is not None:
+            kind = fcntl.F_WRLCK if exclusive else fcntl.F_UNLCK
+            fcntl.fcntl(fd, _OFD_SETLK, struct.pack("hhqqi4x", kind, os.SEEK_SET, offset, 1, 0))
+        else:  # POSIX record locks elsewhere: per process
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_UN, 1, offset)
 
     @contextmanager
     def hold(self, key: str, wait_s: float) -> Iterator[None]:
-        if self._fd is None:
+        if self._file is None:
             yield
             return
         offset = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big") >> 2
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+                self._set(offset, exclusive=True)
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EACCES, errno.EAGAIN):
@@ -60,12 +75,12 @@ class ByteRangeLocks:
         try:
             yield
         finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset)
+            self._set(offset, exclusive=False)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class SQLiteConversationStore(SQLConversationStore):

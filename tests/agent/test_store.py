@@ -165,6 +165,20 @@ def test_hold_excludes_other_processes_until_the_holder_dies(store: SQLConversat
         assert time.monotonic() - started < 3
 
 
+def test_two_sqlite_stores_in_one_process_exclude_each_other(tmp_path: Path) -> None:
+    """Open-file-description locks: per open file, not per process, so closing another store's file
+    releases nothing."""
+    url = f"sqlite:///{tmp_path / 'conversations.sqlite3'}"
+    first, second = open_store(url, "movies"), open_store(url, "movies")
+    state = first.create()
+    with first.hold(state.id, 1.0):
+        open_store(url, "movies").close()
+        with pytest.raises(Conflict), second.hold(state.id, 0.2):
+            pass
+    with second.hold(state.id, 1.0):
+        pass
+
+
 def test_a_read_only_sqlite_store_changes_nothing_and_says_why(tmp_path: Path) -> None:
     path = tmp_path / "conversations.sqlite3"
     writable = open_store(f"sqlite:///{path}", "movies")
