@@ -51,6 +51,7 @@ class PostgresConversationStore(SQLConversationStore):
         self.pool = pool_module.ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=False, timeout=30,
                                                kwargs={"connect_timeout": CONNECT_TIMEOUT_S})
         try:
+            self._psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S).close()  # fails fast, with the reason
             self.pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         except self._errors as exc:
             self.pool.close()
