@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from index.dataset import Dataset
 from index.embedder import Embedder
 from index.loaders import load_dataset
 from index.store import IndexStore, Purpose, chroma_client, indexed_namespaces, namespace_of
+from index.transfer import load_with_transfer
 from prompts.loader import PromptTemplate, available, load_prompt
 
 
@@ -77,10 +78,31 @@ def index_dataset(settings: Settings, dataset: Dataset, embedder: Embedder | Non
                        embedder_factory(settings, embedder), progress=progress, purpose=purpose)
 
 
+def index_with_sources(settings: Settings, dataset: Dataset, views: dict[str, Dataset],
+                       embedder: Embedder | None = None, progress: bool = True,
+                       purpose: Purpose = "dataset") -> BuildReport:
+    """Build the dataset's index and, beside it, one per source view (index.transfer's separate mode),
+    named '<namespace>-<source>'; the dataset's index records them so build_agent opens them too."""
+    built = {}
+    for source, view in views.items():
+        named = replace(view, name=f"{dataset.name}-{source}")
+        index_dataset(settings, named, embedder, progress, purpose="source")
+        built[source] = named.name
+    report = index_dataset(settings, dataset, embedder, progress, purpose)
+    open_store(settings, dataset.name).set_state(sources=",".join(f"{s}={n}" for s, n in built.items()))
+    return report
+
+
 def index_named_dataset(settings: Settings, dataset: str | None = None, embedder: Embedder | None = None,
                         progress: bool = True) -> tuple[Dataset, BuildReport]:
-    data = load_dataset(dataset or settings.data.dataset, settings.data.data_dir)
-    return data, index_dataset(settings, data, embedder, progress)
+    data, views = load_with_transfer(dataset or settings.data.dataset, settings.data)
+    return data, index_with_sources(settings, data, views, embedder, progress)
+
+
+def source_indexes(settings: Settings, index: LoadedIndex) -> dict[str, LoadedIndex]:
+    """The source views an index was built with (see index_with_sources), loaded."""
+    pairs = [p.split("=", 1) for p in str(index.state.get("sources") or "").split(",") if "=" in p]
+    return {source: LoadedIndex(open_store(settings, namespace)) for source, namespace in pairs}
 
 
 def indexed_datasets(settings: Settings) -> list[str]:
@@ -164,7 +186,7 @@ def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | No
     encoder = encoder or LazyEncoder(embedder_factory(settings, embedder))
     if llm is FROM_SETTINGS:
         llm = make_configured_llm(settings)
-    recommender = Recommender(index, settings.retrieval, encoder)
+    recommender = Recommender(index, settings.retrieval, encoder, source_indexes(settings, index))
     reranker = replier = None
     rerank_adapter = reply_adapter = None
     prompts: dict[str, str] = {}

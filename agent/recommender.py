@@ -28,10 +28,12 @@ class Candidate:
 class Recommender:
     """Retrieves candidate items for a user, a history, a free-text query, or any mix of them."""
 
-    def __init__(self, index: LoadedIndex, config: RetrievalConfig, encoder: QueryEncoder | None = None) -> None:
+    def __init__(self, index: LoadedIndex, config: RetrievalConfig, encoder: QueryEncoder | None = None,
+                 sources: dict[str, LoadedIndex] | None = None) -> None:
         self.index = index
         self.config = config
-        self.context = Context(index, config, encoder)
+        self.context = Context(index, config, encoder, {name: Context(source, config, encoder)
+                                                        for name, source in (sources or {}).items()})
 
     def similar_users(self, user: str, k: int = 10) -> list[tuple[str, float]]:
         """Users whose history vectors are closest to this user's (cosine), nearest first."""
@@ -58,6 +60,17 @@ class Recommender:
             raise UnknownRanker(f"unknown ranker {ranker!r}; choose from {', '.join(GENERATORS)}")
         if k < 1:
             raise InvalidRequest("k must be at least 1")
+        request = self.request(user, history, query, filters, timestamps, exclude, exclude_seen, only)
+        ranked = GENERATORS[ranker](self.context, request, k)
+        return [Candidate(i, self.index.entries[i].title if i in self.index.entries else i, score,
+                          self.index.entries[i].attributes if i in self.index.entries else {})
+                for i, score in ranked]
+
+    def request(self, user: str | None = None, history: Sequence[str] | None = None, query: str | None = None,
+                filters: Filters | None = None, timestamps: Sequence[int] | None = None,
+                exclude: Sequence[str] = (), exclude_seen: bool = True,
+                only: Sequence[str] | None = None) -> Request:
+        """What the generators see for these arguments (the same as `candidates` ranks for)."""
         if filters:
             validate(filters)
         items: list[str] = []
@@ -75,10 +88,6 @@ class Recommender:
         allowed = self.index.allowed(filters)
         if only is not None:
             allowed = set(only) if allowed is None else allowed & set(only)
-        request = Request(history=items, timestamps=times if items else None, query=query,
-                          exclude=frozenset(items if exclude_seen else ()) | frozenset(exclude),
-                          allowed=frozenset(allowed) if allowed is not None else None)
-        ranked = GENERATORS[ranker](self.context, request, k)
-        return [Candidate(i, self.index.entries[i].title if i in self.index.entries else i, score,
-                          self.index.entries[i].attributes if i in self.index.entries else {})
-                for i, score in ranked]
+        return Request(history=items, timestamps=times if items else None, query=query,
+                       exclude=frozenset(items if exclude_seen else ()) | frozenset(exclude),
+                       allowed=frozenset(allowed) if allowed is not None else None)

@@ -8,7 +8,7 @@ reciprocal rank fusion. Generators are looked up by exact name in GENERATORS.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -49,6 +49,9 @@ class Context:
     index: LoadedIndex
     config: RetrievalConfig
     encoder: QueryEncoder | None = None
+    # other datasets' knowledge over this catalog (index.transfer), by source name: their generators
+    # are named "<source>.<generator>" in the fusion weights, e.g. "ml-latest-small.collab"
+    sources: dict[str, Context] = field(default_factory=dict)
 
     def groups(self, request: Request) -> list[np.ndarray]:
         """The history's time groups (items sharing a timestamp), oldest first."""
@@ -168,16 +171,24 @@ def reciprocal_rank_fusion(lists: dict[str, Ranked], weights: dict[str, float], 
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
+def generate(ctx: Context, name: str, request: Request, n: int) -> Ranked:
+    """A base generator by name, on this index or, for "<source>.<generator>", on a source's index
+    (nothing when the index has no such source)."""
+    source, _, generator = name.rpartition(".")
+    target = ctx.sources.get(source) if source else ctx
+    return BASE_GENERATORS[generator](target, request, n) if target is not None else []
+
+
 def fused_lists(ctx: Context, request: Request, weights: dict[str, float]) -> dict[str, Ranked]:
     pool = ctx.config.pool
-    return {name: BASE_GENERATORS[name](ctx, request, pool) for name, w in weights.items() if w > 0}
+    return {name: generate(ctx, name, request, pool) for name, w in weights.items() if w > 0}
 
 
 def fusion_weights(ctx: Context, request: Request) -> dict[str, float]:
     """The configured weights when there is a history; a free-text query leans on text; else popularity."""
     weights = dict(ctx.config.fusion_weights)
     if request.query:
-        weights["text"] = max(weights.get("text", 0.0), 1.0)
+        weights["text"] = max(weights.get("text", 0.0), ctx.config.query_weight)
     if not request.history:
         weights = {"text": weights.get("text", 0.0) if request.query else 0.0, "popularity": 0.2}
     return weights

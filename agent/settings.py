@@ -30,6 +30,8 @@ class RetrievalConfig(BaseModel):
     sequence_groups: int = Field(3, ge=1, description="recent time groups the sequential generator uses")
     pool: int = Field(200, ge=10, description="candidates each generator contributes to fusion")
     rrf_k: float = Field(20.0, gt=0, description="reciprocal rank fusion constant")
+    query_weight: float = Field(1.0, ge=0, description="the least weight of the text generator when a request "
+                                                      "has free text")
     fusion_weights: dict[str, float] = Field(
         default_factory=lambda: {"collab": 1.0, "item2item": 0.0, "sequential": 1.0, "text": 0.3,
                                  "popularity": 0.1},

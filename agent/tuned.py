@@ -19,7 +19,7 @@ from agent.settings import Settings
 from core.errors import SettingsError
 from index.store import namespace_of
 
-TUNABLE = ("retrieval.fusion_weights", "retrieval.rrf_k")
+TUNABLE = ("retrieval.fusion_weights", "retrieval.rrf_k", "retrieval.query_weight")
 
 
 def tuned_path(settings: Settings, dataset: str) -> Path:

@@ -239,6 +239,8 @@ def tune_command(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     dataset = args.dataset or settings.data.dataset
+    if args.protocol == "crs":
+        return tune_crs_command(args, settings, dataset)
     prepared = prepare(settings, dataset, args.protocol, progress=not args.quiet)
     grid: dict[str, Sequence[float]] = {"collab": [1.0], "item2item": [0, 0.3, 0.6], "sequential": [0, 0.5, 1.0, 1.5],
                                         "text": [0, 0.1, 0.3], "popularity": [0, 0.1, 0.2]}
@@ -254,5 +256,33 @@ def tune_command(args: argparse.Namespace) -> int:
                                                             "retrieval.rrf_k": best["rrf_k"]},
                                         {"metric": result["metric"], "validation": best["score"], "se": best["se"],
                                          "users": result["users"], "protocol": result["protocol"], "run": str(run)}))
+    print(json.dumps(result))
+    return 0
+
+
+def tune_crs_command(args: argparse.Namespace, settings: Any, dataset: str) -> int:
+    """Tune the fusion (weights of every generator, sources included) on the validation dialogues."""
+    from agent.tuned import save_tuned
+    from eval.crs import dialogues_for, prepare_crs
+    from eval.crs_tuning import collect, generator_names, tune_crs
+    from eval.harness import git_commit
+    from index.loaders import resolve_dataset_folder
+
+    agent, data, _ = prepare_crs(settings, dataset, progress=not args.quiet)
+    dialogues = dialogues_for(resolve_dataset_folder(dataset, settings.data.data_dir), "validation")
+    titles = {item_id: item.title for item_id, item in data.items.items()}
+    turns = collect(agent, dialogues, titles, progress=not args.quiet)
+    retrieval = settings.retrieval
+    result = tune_crs(turns, generator_names(agent), retrieval.fusion_weights, retrieval.rrf_k, retrieval.query_weight)
+    result.update({"dataset": dataset, "protocol": "crs", "split": "validation", "data_hash": data.content_hash(),
+                   "git_commit": git_commit()})
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    run = settings.runs_dir / f"{stamp}_{Path(dataset).name}_crs_tune.json"
+    run.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result["saved_to"] = str(save_tuned(settings, dataset, {
+        "retrieval.fusion_weights": result["fusion_weights"], "retrieval.rrf_k": result["rrf_k"],
+        "retrieval.query_weight": result["query_weight"]}, {"metric": result["metric"], "validation": result["score"],
+                                                            "protocol": "crs", "run": str(run)}))
     print(json.dumps(result))
     return 0

@@ -10,9 +10,10 @@ earlier in the dialogue, with earlier-mentioned movies removed from the output).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agent.assemble import Agent, build_agent, index_dataset, make_configured_llm
+from agent.assemble import Agent, build_agent, index_with_sources, make_configured_llm
 from agent.dialogue import ConversationAgent
+from agent.events import TurnRequest
 from agent.llm.base import LLM
 from agent.settings import Settings
 from core.errors import InvalidRequest
 from eval.harness import git_commit
 from eval.metrics import bootstrap_interval
 from eval.stats import standard_error
+from index.dataset import Dataset
 from index.embedder import Embedder
 from index.loaders import resolve_dataset_folder
 from index.redial import Dialogue, read_dialogues, render, split_files
@@ -71,14 +74,13 @@ class CrsOutput:
     reranked: bool
 
 
-def replay(conversations: ConversationAgent, dialogue: Dialogue, titles: dict[str, str], depth: int
-           ) -> list[CrsOutput]:
-    """Run the dialogue through the agent's state tracking; rank at every recommender turn to score."""
-    pipeline = conversations.pipeline
-    in_catalog = pipeline.index.entries.__contains__
+def replay_requests(conversations: ConversationAgent, dialogue: Dialogue, titles: dict[str, str], depth: int
+                    ) -> Iterator[tuple[CrsCase, TurnRequest]]:
+    """Run the dialogue through the agent's state tracking; at every recommender turn to score, yield the
+    request the agent would answer (the consumer ranks it), then record the recommender's turn."""
+    in_catalog = conversations.pipeline.index.entries.__contains__
     to_score = {c.turn: c for c in crs_cases(dialogue, in_catalog)}
     state = conversations.create()
-    outputs = []
     last_message: str | None = None
     try:
         for index, turn in enumerate(dialogue.turns):
@@ -89,14 +91,22 @@ def replay(conversations: ConversationAgent, dialogue: Dialogue, titles: dict[st
                 continue
             case = to_score.get(index)
             if case is not None:
-                started = time.perf_counter()
-                request = conversations.request(state, last_message, k=depth)
-                retrieved = pipeline.retrieve(request)
-                order, reranked, _ = pipeline.rerank(request, retrieved)
-                outputs.append(CrsOutput(case, order[:depth], time.perf_counter() - started, reranked))
+                yield case, conversations.request(state, last_message, k=depth)
             conversations.record_reply(state, text, [m for m in turn.movies if in_catalog(m)])
     finally:
         conversations.store.delete(state.id)
+
+
+def replay(conversations: ConversationAgent, dialogue: Dialogue, titles: dict[str, str], depth: int
+           ) -> list[CrsOutput]:
+    """The agent's ranking (retrieval, then the reranker when there is one) at every turn to score."""
+    pipeline = conversations.pipeline
+    outputs = []
+    for case, request in replay_requests(conversations, dialogue, titles, depth):
+        started = time.perf_counter()
+        retrieved = pipeline.retrieve(request)
+        order, reranked, _ = pipeline.rerank(request, retrieved)
+        outputs.append(CrsOutput(case, order[:depth], time.perf_counter() - started, reranked))
     return outputs
 
 
@@ -155,6 +165,17 @@ def output_rows(outputs: Sequence[CrsOutput]) -> list[dict[str, Any]]:
              **{f"new_hits@{k}": sum(hits(o, "new_items", k)) for k in CUTOFFS}} for o in outputs]
 
 
+def prepare_crs(settings: Settings, dataset: str, llm: LLM | None = None, progress: bool = True,
+                embedder: Embedder | None = None) -> tuple[Agent, Dataset, dict[str, Dataset]]:
+    """Index the dataset's training part (the catalog, the training dialogues and the configured transfer)
+    under a namespace named by its content, and the agent over it."""
+    data, views = load_with_transfer(dataset, settings.data)
+    fingerprint = data.content_hash() + "".join(v.content_hash() for v in views.values())
+    train = replace(data, name=f"{data.name}-crs-{hashlib.sha256(fingerprint.encode()).hexdigest()[:8]}")
+    index_with_sources(settings, train, views, embedder, progress=progress, purpose="eval")
+    return build_agent(settings, namespace=train.name, llm=llm, embedder=embedder), data, views
+
+
 def evaluate_crs(settings: Settings, dataset: str, split: str, ranker: str = "fused", dialogues: Path | None = None,
                  limit: int | None = None, llm: LLM | None = None, progress: bool = True, bootstrap: int = 1000,
                  embedder: Embedder | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -167,14 +188,11 @@ def evaluate_crs(settings: Settings, dataset: str, split: str, ranker: str = "fu
     """
     if ranker not in ("fused", "llm"):
         raise InvalidRequest("the crs protocol scores the conversational agent: --ranker fused or llm")
-    data = load_with_transfer(dataset, settings.data)
-    train = replace(data, name=f"{data.name}-crs-{data.content_hash()[:8]}")
-    index_dataset(settings, train, embedder, progress=progress, purpose="eval")
     if ranker == "llm":
         llm = llm or make_configured_llm(settings)
         if llm is None:
             raise InvalidRequest("the llm ranker needs an LLM (llm.backend is 'none')")
-    agent = build_agent(settings, namespace=train.name, llm=llm if ranker == "llm" else None, embedder=embedder)
+    agent, data, views = prepare_crs(settings, dataset, llm if ranker == "llm" else None, progress, embedder)
     folder = resolve_dataset_folder(dataset, settings.data.data_dir)
     chosen = dialogues_for(folder, split, dialogues)
     chosen = chosen[:limit] if limit else chosen
@@ -191,7 +209,7 @@ def evaluate_crs(settings: Settings, dataset: str, split: str, ranker: str = "fu
                                                                                                     bootstrap),
               "reranked_turns": sum(o.reranked for o in outputs), "agent": agent.describe(),
               "counts": {"items": len(data.items), "train_interactions": len(data.interactions)},
-              "notes": data.notes, "seconds": round(seconds, 2),
+              "notes": data.notes, "sources": sorted(views), "seconds": round(seconds, 2),
               "seconds_per_turn": round(seconds / max(len(outputs), 1), 4), "data_hash": data.content_hash(),
               "git_commit": git_commit(), "settings": json.loads(settings.model_dump_json())}
     return result, output_rows(outputs)

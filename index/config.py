@@ -14,7 +14,10 @@ class TransferConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(description="the dataset to transfer from (a folder under data_dir)")
-    interactions: bool = Field(True, description="add the source's interactions on mapped items")
+    interactions: bool = Field(True, description="use the source's interactions on mapped items")
+    mode: Literal["separate", "merge"] = Field(
+        "separate", description="separate: the source's interactions get an index of their own whose generators "
+                                "join the fusion as '<source>.<generator>'; merge: they join the dataset's own")
     attributes: bool = Field(True, description="add the source's list attributes (genres, tags) to mapped items")
     min_rating: float | None = Field(None, description="only source interactions rated at least this")
 

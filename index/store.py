@@ -26,7 +26,7 @@ from index.config import IndexConfig
 BATCH = 1000
 Space = Literal["text", "collab", "users"]  # the vector spaces a query can search
 _PART = {"text": "items", "collab": "collab", "users": "users"}
-Purpose = Literal["dataset", "eval", "train"]
+Purpose = Literal["dataset", "eval", "train", "source"]  # source: another dataset's view (index.transfer)
 
 
 def chroma_client(config: IndexConfig) -> Any:

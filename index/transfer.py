@@ -96,8 +96,25 @@ def map_titles(source: dict[str, Item], target: dict[str, Item]) -> TitleMapping
     return TitleMapping(pairs, exact, near, no_year)
 
 
-def with_transfer(target: Dataset, source: Dataset, config: TransferConfig) -> Dataset:
-    """The target with the source's interactions and/or attributes carried over the title mapping."""
+def moved_interactions(source: Dataset, mapping: TitleMapping, config: TransferConfig) -> pd.DataFrame:
+    """The source's interactions on mapped items, keyed by the target's item ids; users prefixed."""
+    reverse: dict[str, list[str]] = defaultdict(list)
+    for target_id, source_id in mapping.pairs.items():
+        reverse[source_id].append(target_id)
+    frame = source.interactions
+    if config.min_rating is not None and frame["rating"].notna().any():
+        frame = frame[frame["rating"] >= config.min_rating]
+    frame = frame[frame["item"].isin(reverse)]
+    first = {s: ts[0] for s, ts in reverse.items()}  # duplicates in the target keep their first id
+    return pd.DataFrame({"user": f"{source.name}:" + frame["user"].astype(str),
+                         "item": frame["item"].map(first).astype(str),
+                         "timestamp": frame["timestamp"].to_numpy(), "rating": frame["rating"].to_numpy()})
+
+
+def with_transfer(target: Dataset, source: Dataset, config: TransferConfig) -> tuple[Dataset, dict[str, Dataset]]:
+    """The target with the source's attributes (and, in merge mode, interactions) carried over the title
+    mapping, and in separate mode the source's view of the target's catalog: the same items with only the
+    source's interactions, to be indexed as a namespace of its own."""
     mapping = map_titles(source.items, target.items)
     items = target.items
     notes = [*target.notes, f"title/year mapping to {source.name}: {mapping.summary(len(target.items))}"]
@@ -111,32 +128,28 @@ def with_transfer(target: Dataset, source: Dataset, config: TransferConfig) -> D
                          and k not in item.attributes}
             items[item_id] = replace(item, attributes={**item.attributes, **extra}) if extra else item
     interactions = target.interactions
+    views: dict[str, Dataset] = {}
     if config.interactions:
-        reverse: dict[str, list[str]] = defaultdict(list)
-        for target_id, source_id in mapping.pairs.items():
-            reverse[source_id].append(target_id)
-        frame = source.interactions
-        if config.min_rating is not None and frame["rating"].notna().any():
-            frame = frame[frame["rating"] >= config.min_rating]
-        frame = frame[frame["item"].isin(reverse)]
-        first = {s: ts[0] for s, ts in reverse.items()}  # duplicates in the target keep their first id
-        moved = pd.DataFrame({"user": f"{source.name}:" + frame["user"].astype(str),
-                              "item": frame["item"].map(first).astype(str),
-                              "timestamp": frame["timestamp"].to_numpy(), "rating": frame["rating"].to_numpy()})
-        interactions = pd.concat([target.interactions, moved], ignore_index=True)
-        notes.append(f"{len(moved)} {source.name} interactions on mapped items added")
-    return Dataset(target.name, items, interactions, [*target.files, *source.files], dict(target.skipped),
+        moved = moved_interactions(source, mapping, config)
+        notes.append(f"{len(moved)} {source.name} interactions on mapped items ({config.mode})")
+        if config.mode == "merge":
+            interactions = pd.concat([target.interactions, moved], ignore_index=True)
+        else:
+            views[source.name] = Dataset(f"{target.name}-{source.name}", items, moved, list(source.files),
+                                         item_noun=target.item_noun, notes=[f"{source.name} over {target.name}"])
+    data = Dataset(target.name, items, interactions, [*target.files, *source.files], dict(target.skipped),
                    item_noun=target.item_noun, notes=notes)
+    return data, views
 
 
-def load_with_transfer(name_or_path: str, data: DataConfig) -> Dataset:
-    """Load a dataset and apply the transfer configured for it (data.transfer), if any."""
+def load_with_transfer(name_or_path: str, data: DataConfig) -> tuple[Dataset, dict[str, Dataset]]:
+    """Load a dataset and apply the transfer configured for it (data.transfer), if any: the dataset and
+    the source views to index beside it (separate mode)."""
     dataset = load_dataset(name_or_path, data.data_dir)
     config = data.transfer.get(dataset.name)
     if config is None or not (config.interactions or config.attributes):
-        return dataset
-    source_folder = data.data_dir / config.source
-    if not source_folder.is_dir() and not (data.data_dir / config.source).exists():
+        return dataset, {}
+    if not (data.data_dir / config.source).is_dir():
         dataset.notes.append(f"transfer source {config.source!r} not found in {data.data_dir}; none applied")
-        return dataset
+        return dataset, {}
     return with_transfer(dataset, load_dataset(config.source, data.data_dir), config)
