@@ -30,7 +30,6 @@ from agent.understanding import CatalogVocabulary
 from index.build import BuildReport, build_index
 from index.dataset import Dataset
 from index.embedder import Embedder
-from index.loaders import load_dataset
 from index.store import IndexStore, Purpose, chroma_client, indexed_namespaces, namespace_of
 from index.transfer import load_with_transfer
 from prompts.loader import PromptTemplate, available, load_prompt
