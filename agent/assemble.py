@@ -113,14 +113,17 @@ def make_configured_llm(settings: Settings) -> LLM | None:
     return None if settings.llm.backend == "none" else make_llm(settings.llm)
 
 
+def adapter_manifest(adapter_folder: str | None) -> dict[str, Any]:
+    """What an adapter's manifest says about how to use it (empty without an adapter or manifest)."""
+    manifest = Path(adapter_folder) / "manifest.json" if adapter_folder else None
+    if manifest is None or not manifest.exists():
+        return {}
+    return dict(json.loads(manifest.read_text(encoding="utf-8")))
+
+
 def adapter_prompt(adapter_folder: str | None) -> int | None:
     """The prompt version an adapter was trained with, from its manifest ('rerank_listwise.v3' -> 3)."""
-    if adapter_folder is None:
-        return None
-    manifest = Path(adapter_folder) / "manifest.json"
-    if not manifest.exists():
-        return None
-    prompt = str(json.loads(manifest.read_text(encoding="utf-8")).get("prompt", ""))
+    prompt = str(adapter_manifest(adapter_folder).get("prompt", ""))
     return int(prompt.rsplit(".v", 1)[1]) if ".v" in prompt else None
 
 
@@ -160,7 +163,8 @@ class Agent:
         """What answers: recorded with evaluation runs and shown by /health."""
         return {"namespace": self.namespace, "llm": self.llm.name if self.llm else None,
                 "backend": self.settings.llm.backend if self.llm else "none",
-                "rerank_adapter": self.rerank_adapter, "reply_adapter": self.reply_adapter, "prompts": self.prompts}
+                "rerank_adapter": self.rerank_adapter, "reply_adapter": self.reply_adapter, "prompts": self.prompts,
+                "rerank_blend": self.reranker.blend if self.reranker else None}
 
     def close(self) -> None:
         if self.llm is not None:
@@ -196,8 +200,11 @@ def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | No
         rerank_prompt = _prompt(settings, settings.rerank.prompt, settings.rerank.prompt_version, rerank_adapter)
         reply_prompt = _prompt(settings, settings.reply.prompt, settings.reply.prompt_version, reply_adapter)
         prompts = {"rerank": rerank_prompt.id, "reply": reply_prompt.id}
+        # the retriever-order blend chosen on validation for this adapter, unless set explicitly
+        blend = settings.rerank.blend if "blend" in settings.rerank.model_fields_set or rerank_adapter is None \
+            else float(adapter_manifest(adapters[rerank_adapter]).get("rerank_blend", 0.0))
         reranker = LLMReranker(llm, index, rerank_prompt, settings.rerank.permutations,
-                               settings.rerank.history_window, settings.rerank.batch_size, rerank_adapter)
+                               settings.rerank.history_window, settings.rerank.batch_size, rerank_adapter, blend)
         replier = ReplyWriter(llm, reply_prompt, list(index.titles.values()), index.noun, reply_adapter,
                               settings.reply.max_items, settings.reply.max_tokens)
     pipeline = TurnPipeline(recommender, reranker, replier, settings.rerank.candidates)

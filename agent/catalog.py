@@ -11,7 +11,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from agent.filters import Filters, matches
 from index.store import IndexStore
@@ -37,10 +36,8 @@ class LoadedIndex:
         self.position = {item_id: i for i, item_id in enumerate(self.ids)}
         n = len(self.ids)
         self.popularity = graph.popularity
-        self.cooccurrence = _sparse([(pos, self.position[j], w) for pos, row in enumerate(graph.cooccurrence)
-                                     for j, w in row], n)
-        self.transitions = _sparse([(pos, self.position[j], w) for pos, row in enumerate(graph.transitions)
-                                    for j, w in row], n)
+        self.cooccurrence = graph.cooccurrence
+        self.transitions = graph.transitions
         query_ids, query = store.vectors("collab_query")
         q = np.zeros((n, query.shape[1] if query.size else 0), dtype=np.float32)
         if query_ids:
@@ -96,10 +93,3 @@ class LoadedIndex:
     def user_history(self, user: str) -> tuple[list[str], list[int]]:
         """A known user's items and timestamps, oldest first (UnknownUser otherwise)."""
         return self.store.user_history(user)
-
-
-def _sparse(triples: list[tuple[int, int, float]], n: int) -> sp.csr_matrix:
-    if not triples:
-        return sp.csr_matrix((n, n), dtype=np.float32)
-    rows, cols, vals = zip(*triples, strict=True)
-    return sp.csr_matrix((np.asarray(vals, dtype=np.float32), (rows, cols)), shape=(n, n))

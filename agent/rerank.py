@@ -134,7 +134,8 @@ class LLMReranker:
     """Reranks candidate lists of catalog item ids with an LLM (and optionally a LoRA adapter), in batches."""
 
     def __init__(self, llm: LLM, index: LoadedIndex, template: PromptTemplate, permutations: int = 1,
-                 history_window: int = 10, batch_size: int = 16, adapter: str | None = None) -> None:
+                 history_window: int = 10, batch_size: int = 16, adapter: str | None = None,
+                 blend: float = 0.0) -> None:
         self.llm = llm
         self.index = index
         self.template = template
@@ -142,9 +143,12 @@ class LLMReranker:
         self.history_window = history_window
         self.batch_size = batch_size
         self.adapter = adapter
+        self.blend = blend
 
-    def rerank(self, lists: Sequence[RerankList], progress: Callable[[int], object] | None = None
-               ) -> list[RerankResult]:
+    def rerank(self, lists: Sequence[RerankList], progress: Callable[[int], object] | None = None,
+               blend: float | None = None) -> list[RerankResult]:
+        """Rerank lists whose candidates come in the retriever's order; `blend` overrides the configured
+        weight of that order (0 where the order means nothing, e.g. shuffled candidates)."""
         inputs = rerank_inputs(self.index, lists, self.history_window)
         results: list[RerankResult] = []
         step = max(1, self.batch_size // self.permutations)
@@ -154,4 +158,15 @@ class LLMReranker:
                                                     self.index.noun, self.history_window, self.adapter))
             if progress:
                 progress(len(chunk))
-        return results
+        weight = self.blend if blend is None else blend
+        return [blend_with_retriever(r, entry.candidates, weight) for r, entry in zip(results, lists, strict=True)]
+
+
+def blend_with_retriever(result: RerankResult, retriever_order: Sequence[str], weight: float) -> RerankResult:
+    """The LLM's scores plus `weight` times the retriever's rank prior, -log(1 + rank): 0 keeps the LLM's
+    order; the weight is chosen on validation (`recagent tune --rerank-blend`)."""
+    if weight == 0.0:
+        return result
+    scores = {item: result.scores[item] - weight * np.log1p(rank) for rank, item in enumerate(retriever_order)}
+    order = sorted(scores, key=lambda item: (-scores[item], retriever_order.index(item)))
+    return RerankResult(order, scores, result.scored)

@@ -49,6 +49,8 @@ class RerankConfig(BaseModel):
     prompt: str = "rerank_listwise"
     prompt_version: int | None = Field(None, description="default: the adapter's own (its manifest), else the newest")
     adapter: str | None = Field("rerank", description="llm.adapters entry used for ranking; absent: the base model")
+    blend: float = Field(0.0, ge=0.0, description="weight of the retriever's rank prior added to the LLM's label "
+                                                   "log-probabilities (0: the LLM's order alone)")
 
 
 class ReplyConfig(BaseModel):

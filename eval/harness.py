@@ -71,13 +71,14 @@ def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True) -> 
     Returns (reranked lists, the lists the LLM saw in retriever order).
     """
     assert agent.reranker is not None and agent.llm is not None
-    if cases and cases[0].candidates is not None:
+    fixed = bool(cases) and cases[0].candidates is not None
+    if fixed:  # shown as the protocol shuffled them: the LLM alone, so no retriever order to blend in
         shown = [list(c.candidates or []) for c in cases]
     else:
         shown = rank_cases(agent, cases, "fused", k=agent.settings.rerank.candidates, progress=progress)
     with tqdm(total=len(cases), desc=f"reranking ({agent.llm.name})", unit="user", disable=not progress) as bar:
         results = agent.reranker.rerank([RerankList(c.history, s) for c, s in zip(cases, shown, strict=True)],
-                                        bar.update)
+                                        bar.update, blend=0.0 if fixed else None)
     return [r.order for r in results], shown
 
 
@@ -116,7 +117,9 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
         rankings, shown = rerank_cases(agent, cases, progress)
         inside = [i for i, (c, s) in enumerate(zip(cases, shown, strict=True)) if c.target in s]
         extra = {"llm": {"backend": settings.llm.backend, "model": llm.name, "adapter": agent.rerank_adapter,
-                         "prompt": agent.prompts["rerank"], "permutations": settings.rerank.permutations},
+                         "prompt": agent.prompts["rerank"], "permutations": settings.rerank.permutations,
+                         "blend": 0.0 if prepared.split.protocol == "candidates20" or agent.reranker is None
+                         else agent.reranker.blend},
                  "users_target_in_candidates": len(inside),
                  "metrics_target_in_candidates": _metrics([rankings[i] for i in inside],
                                                           [cases[i] for i in inside], bootstrap),

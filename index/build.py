@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from tqdm import tqdm
 
 from index.collab import fit_collab, user_histories
@@ -45,7 +44,8 @@ class BuildReport:
 
 def collab_fingerprint(dataset: Dataset, config: IndexConfig) -> str:
     h = hashlib.sha256(dataset.content_hash().encode())
-    h.update(json.dumps([config.collab_dims, config.ease_lambda, config.neighbors, "v1"]).encode())
+    h.update(json.dumps([config.collab_dims, config.ease_lambda, config.neighbors, config.ease_max_items,
+                         config.max_pairs, "v2"]).encode())
     return h.hexdigest()[:16]
 
 
@@ -106,11 +106,6 @@ def _sync_items(dataset: Dataset, store: IndexStore, model_name: str, embedder_f
     report.embedded = len(pending)
 
 
-def _neighbors(matrix: sp.csr_matrix, pos: int, item_ids: list[str]) -> tuple[list[str], np.ndarray]:
-    start, end = matrix.indptr[pos], matrix.indptr[pos + 1]
-    return [item_ids[c] for c in matrix.indices[start:end]], matrix.data[start:end]
-
-
 def _write_collab(dataset: Dataset, store: IndexStore, config: IndexConfig, progress: bool) -> None:
     item_ids = list(dataset.items)
     histories = user_histories(dataset.interactions, item_ids)
@@ -118,11 +113,10 @@ def _write_collab(dataset: Dataset, store: IndexStore, config: IndexConfig, prog
     store.reset_collab()
     bar = tqdm(total=len(item_ids) + len(histories), desc="writing collaborative vectors", unit="row",
                disable=not progress)
+    cooccurrence, transitions = model.cooccurrence.tocsr(), model.transitions.tocsr()
     for window in batches(len(item_ids)):
-        positions = range(window.start, window.stop)
-        store.add_collab(item_ids[window], model.item_vectors[window], model.query_vectors[window],
-                         model.popularity[window], [_neighbors(model.cooccurrence, p, item_ids) for p in positions],
-                         [_neighbors(model.transitions, p, item_ids) for p in positions])
+        store.add_collab(item_ids[window], window.start, model.item_vectors[window], model.query_vectors[window],
+                         model.popularity[window], cooccurrence, transitions)
         bar.update(window.stop - window.start)
     for window in batches(len(histories)):
         chunk = histories[window]

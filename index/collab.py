@@ -50,11 +50,14 @@ def user_histories(interactions: pd.DataFrame, item_ids: Sequence[str]) -> list[
         "timestamp": interactions["timestamp"].to_numpy(np.int64),
     }).dropna()
     frame["pos"] = frame["pos"].astype(np.int64)
+    frame["user"] = frame["user"].astype(str)
     frame = frame.sort_values(["user", "timestamp", "pos"], kind="stable")
-    histories = []
-    for user, group in frame.groupby("user", sort=True):
-        histories.append(History(str(user), group["pos"].to_numpy(), group["timestamp"].to_numpy()))
-    return histories
+    users = frame["user"].to_numpy()
+    cuts = np.flatnonzero(users[1:] != users[:-1]) + 1
+    starts = np.concatenate([[0], cuts]) if len(users) else np.zeros(0, dtype=np.int64)
+    items = np.split(frame["pos"].to_numpy(), cuts) if len(users) else []
+    times = np.split(frame["timestamp"].to_numpy(), cuts) if len(users) else []
+    return [History(str(users[start]), i, t) for start, i, t in zip(starts, items, times, strict=True)]
 
 
 @dataclass
@@ -89,18 +92,23 @@ def top_m_per_row(matrix: sp.spmatrix | np.ndarray, m: int) -> sp.csr_matrix:
     csr = sp.csr_matrix(matrix, dtype=np.float32)
     csr.setdiag(0)
     csr.eliminate_zeros()
-    indptr, indices, data = [0], [], []
-    for row in range(csr.shape[0]):
-        start, end = csr.indptr[row], csr.indptr[row + 1]
-        cols, vals = csr.indices[start:end], csr.data[start:end]
-        if len(vals) > m:
-            order = np.lexsort((cols, -vals))[:m]
-            cols, vals = cols[order], vals[order]
-        indices.append(cols)
-        data.append(vals)
-        indptr.append(indptr[-1] + len(cols))
-    return sp.csr_matrix((np.concatenate(data) if data else [], np.concatenate(indices) if indices else [],
-                          indptr), shape=csr.shape)
+    if csr.nnz > 8 * m * max(csr.shape[0], 1):  # long rows (a small, dense catalog): sort row by row
+        indptr, indices, data = [0], [], []
+        for row in range(csr.shape[0]):
+            start, end = csr.indptr[row], csr.indptr[row + 1]
+            cols, vals = csr.indices[start:end], csr.data[start:end]
+            if len(vals) > m:
+                order = np.lexsort((cols, -vals))[:m]
+                cols, vals = cols[order], vals[order]
+            indices.append(cols)
+            data.append(vals)
+            indptr.append(indptr[-1] + len(cols))
+        return sp.csr_matrix((np.concatenate(data), np.concatenate(indices), indptr), shape=csr.shape)
+    rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))  # short rows (a large catalog): one sort
+    order = np.lexsort((csr.indices, -csr.data, rows))  # by row, then largest first, then column
+    rank = np.arange(len(order)) - csr.indptr[rows[order]]
+    keep = order[rank < m]
+    return sp.csr_matrix((csr.data[keep], (rows[keep], csr.indices[keep])), shape=csr.shape)
 
 
 def randomized_svd(matrix: np.ndarray, rank: int, iterations: int = 4, seed: int = 0
@@ -117,6 +125,25 @@ def randomized_svd(matrix: np.ndarray, rank: int, iterations: int = 4, seed: int
     small = basis.T @ matrix
     u_small, singular, vt = np.linalg.svd(small, full_matrices=False)
     return (basis @ u_small)[:, :rank], singular[:rank], vt[:rank]
+
+
+def svd_factors(counts: sp.csr_matrix, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Item factors without any items x items matrix: a randomized SVD of the user x item matrix with
+    columns scaled by 1/sqrt(popularity), X = U S V^T, so that Q V^T = V S^2 V^T approximates the cosine
+    co-occurrence X^T X. Memory grows with the interactions and items x rank."""
+    popularity = np.asarray(counts.sum(axis=0)).ravel() + 1.0
+    scaled = (counts @ sp.diags(1.0 / np.sqrt(popularity))).astype(np.float32).tocsr()
+    _, singular, vt = randomized_svd(scaled, rank, iterations=3)
+    factors = (vt.T * singular).astype(np.float32)
+    return factors, factors.copy()
+
+
+def item_factors(counts: sp.csr_matrix, config: IndexConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, V) with score(history, j) = sum of Q rows . V_j: EASE up to config.ease_max_items items (its
+    Gram matrix is items x items), the low-rank SVD model above that."""
+    if counts.shape[1] <= config.ease_max_items:
+        return ease_factors(counts, config.ease_lambda, config.collab_dims)
+    return svd_factors(counts, config.collab_dims)
 
 
 def ease_factors(counts: sp.csr_matrix, lam: float, rank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +166,17 @@ def transition_graph(histories: Sequence[History], n_items: int, neighbors: int,
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     vals: list[np.ndarray] = []
+    untied = [h for h in histories if len(h.items) > 1 and np.all(np.diff(h.timestamps) != 0)]
+    if untied:  # every group a single item: consecutive pairs, weight 1, all users at once
+        items = np.concatenate([h.items for h in untied])
+        owner = np.repeat(np.arange(len(untied)), [len(h.items) for h in untied])
+        same = owner[:-1] == owner[1:]
+        rows.append(items[:-1][same])
+        cols.append(items[1:][same])
+        vals.append(np.ones(int(same.sum()), dtype=np.float32))
     for history in histories:
+        if len(history.items) < 2 or np.all(np.diff(history.timestamps) != 0):
+            continue  # counted above
         groups = [g for g in history.time_groups()]
         for k, group in enumerate(groups):
             if len(group) > max_group:
@@ -168,11 +205,37 @@ def transition_graph(histories: Sequence[History], n_items: int, neighbors: int,
     return top_m_per_row(scaled, neighbors)
 
 
-def cooccurrence_graph(counts: sp.csr_matrix, neighbors: int) -> sp.csr_matrix:
-    cooc = (counts.T @ counts).tocsr().astype(np.float32)
+def cooccurrence_graph(counts: sp.csr_matrix, histories: Sequence[History], neighbors: int,
+                       max_pairs: int = 50_000_000) -> sp.csr_matrix:
+    """Cosine co-occurrence, top-`neighbors` per item. Exact (every pair in a history) while that is at
+    most `max_pairs` pairs; beyond, pairs within a window of neighbouring positions, the window as wide
+    as the budget allows, so memory grows with the interactions rather than with their square."""
+    per_user = np.diff(counts.indptr).astype(np.int64)
+    if int((per_user ** 2).sum()) <= max_pairs:
+        cooc = (counts.T @ counts).tocsr().astype(np.float32)
+    else:
+        cooc = _windowed_pairs(histories, counts.shape[1], max(1, max_pairs // max(2 * counts.nnz, 1)))
     popularity = np.asarray(counts.sum(axis=0)).ravel() + 1.0
     inv = sp.diags(1.0 / np.sqrt(popularity))
     return top_m_per_row(inv @ cooc @ inv, neighbors)
+
+
+def _windowed_pairs(histories: Sequence[History], n_items: int, window: int) -> sp.csr_matrix:
+    """Counts of item pairs at most `window` positions apart in a history (both directions)."""
+    if not histories:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    items = np.concatenate([h.items for h in histories])
+    owner = np.repeat(np.arange(len(histories)), [len(h.items) for h in histories])
+    total = sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    for gap in range(1, window + 1):
+        same = owner[:-gap] == owner[gap:]
+        a, b = items[:-gap][same], items[gap:][same]
+        ones = np.ones(len(a), dtype=np.float32)
+        total = total + sp.csr_matrix((ones, (a, b)), shape=(n_items, n_items)) + \
+            sp.csr_matrix((ones, (b, a)), shape=(n_items, n_items))
+    total.setdiag(0)
+    total.eliminate_zeros()
+    return total.tocsr()
 
 
 def fit_collab(histories: Sequence[History], item_ids: list[str], config: IndexConfig) -> CollabModel:
@@ -180,7 +243,7 @@ def fit_collab(histories: Sequence[History], item_ids: list[str], config: IndexC
     n_items = len(item_ids)
     counts = _interaction_matrix(histories, n_items)
     popularity = np.asarray(counts.sum(axis=0)).ravel().astype(np.float32)
-    q, v = ease_factors(counts, config.ease_lambda, config.collab_dims)
+    q, v = item_factors(counts, config)
     return CollabModel(item_ids=list(item_ids), popularity=popularity, query_vectors=q, item_vectors=v,
-                       cooccurrence=cooccurrence_graph(counts, config.neighbors),
+                       cooccurrence=cooccurrence_graph(counts, histories, config.neighbors, config.max_pairs),
                        transitions=transition_graph(histories, n_items, config.neighbors))

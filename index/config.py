@@ -52,4 +52,8 @@ class IndexConfig(BaseModel):
     collab_dims: int = Field(256, ge=8, description="dimensions of the collaborative item vectors")
     ease_lambda: float = Field(50.0, gt=0, description="EASE ridge strength for the collaborative model")
     neighbors: int = Field(100, ge=1, description="neighbors kept per item in the item-to-item graphs")
+    ease_max_items: int = Field(16384, ge=1, description="EASE (a dense items x items inverse) up to this many "
+                                                         "items; a low-rank SVD model above it")
+    max_pairs: int = Field(50_000_000, ge=1000, description="co-occurring pairs counted exactly up to this many; "
+                                                            "a window of neighbouring positions above it")
     embedder: EmbedderConfig = EmbedderConfig()

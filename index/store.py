@@ -12,6 +12,7 @@ Everything else reads and writes through the typed methods of IndexStore.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 
 from core.errors import IndexStateError, UnknownUser
 from index.config import IndexConfig
@@ -84,23 +86,40 @@ class CatalogRow:
 
 @dataclass(frozen=True)
 class CollabGraph:
-    """The collaborative side in item order: popularity and the two neighbour lists of each item."""
+    """The collaborative side in build order: popularity and the two item-to-item graphs (rows and columns
+    are positions in `ids`)."""
 
     ids: list[str]
     popularity: np.ndarray
-    cooccurrence: list[list[tuple[str, float]]]
-    transitions: list[list[tuple[str, float]]]
+    cooccurrence: sp.csr_matrix
+    transitions: sp.csr_matrix
 
 
-Neighbors = tuple[Sequence[str], Sequence[float] | np.ndarray]  # neighbour ids and their weights
+def _encode_row(matrix: sp.csr_matrix, row: int) -> str:
+    """One row of a graph as base64 of int32 positions then float32 weights (compact for big catalogs)."""
+    start, end = matrix.indptr[row], matrix.indptr[row + 1]
+    blob = matrix.indices[start:end].astype("<i4").tobytes() + matrix.data[start:end].astype("<f4").tobytes()
+    return base64.b64encode(blob).decode("ascii")
 
 
-def _encode_neighbors(ids: Sequence[str], weights: Sequence[float] | np.ndarray) -> str:
-    return json.dumps([[i, round(float(w), 6)] for i, w in zip(ids, weights, strict=True)], separators=(",", ":"))
-
-
-def _decode_neighbors(text: str) -> list[tuple[str, float]]:
-    return [(str(i), float(w)) for i, w in json.loads(text)] if text else []
+def _decode_rows(texts: Sequence[str], position: dict[str, int], n: int) -> sp.csr_matrix:
+    """A graph from its encoded rows; rows written by earlier versions as JSON [[id, weight], ...] too."""
+    columns, weights, lengths = [], [], []
+    for text in texts:
+        if text.startswith("["):
+            pairs = [(position[str(i)], float(w)) for i, w in json.loads(text) if str(i) in position]
+            cols = np.array([c for c, _ in pairs], dtype=np.int32)
+            vals = np.array([w for _, w in pairs], dtype=np.float32)
+        else:
+            blob = base64.b64decode(text) if text else b""
+            half = len(blob) // 2
+            cols, vals = np.frombuffer(blob[:half], "<i4"), np.frombuffer(blob[half:], "<f4")
+        columns.append(cols)
+        weights.append(vals)
+        lengths.append(len(cols))
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return sp.csr_matrix((np.concatenate(weights) if weights else np.zeros(0, np.float32),
+                          np.concatenate(columns) if columns else np.zeros(0, np.int32), indptr), shape=(n, n))
 
 
 def _item_metadata(title: str, attributes: Mapping[str, Any], digest: str) -> dict[str, Any]:
@@ -201,11 +220,12 @@ class IndexStore:
         for part in ("collab", "collabq", "users"):
             self._drop(part)
 
-    def add_collab(self, ids: Sequence[str], item_vectors: np.ndarray, query_vectors: np.ndarray,
-                   popularity: Sequence[float] | np.ndarray, cooccurrence: Sequence[Neighbors],
-                   transitions: Sequence[Neighbors]) -> None:
-        metas = [{"popularity": float(p), "cooc": _encode_neighbors(*c), "next": _encode_neighbors(*t)}
-                 for p, c, t in zip(popularity, cooccurrence, transitions, strict=True)]
+    def add_collab(self, ids: Sequence[str], first: int, item_vectors: np.ndarray, query_vectors: np.ndarray,
+                   popularity: Sequence[float] | np.ndarray, cooccurrence: sp.csr_matrix,
+                   transitions: sp.csr_matrix) -> None:
+        """Items at build positions first, first+1, ...; the graphs' rows and columns are build positions."""
+        metas = [{"popularity": float(p), "pos": first + k, "cooc": _encode_row(cooccurrence, first + k),
+                  "next": _encode_row(transitions, first + k)} for k, p in enumerate(popularity)]
         self._collection("collab", create=True, space="ip").add(ids=list(ids), embeddings=item_vectors,
                                                                 metadatas=metas)
         self._collection("collabq", create=True, space="ip").add(ids=list(ids), embeddings=query_vectors)
@@ -231,10 +251,13 @@ class IndexStore:
     def collab_graph(self) -> CollabGraph:
         collab = self._get_all("collab", include=["metadatas"])
         metas = [m or {} for m in collab["metadatas"]]
-        return CollabGraph(list(collab["ids"]), np.array([float(m.get("popularity", 0.0)) for m in metas],
-                                                         dtype=np.float32),
-                           [_decode_neighbors(m.get("cooc", "")) for m in metas],
-                           [_decode_neighbors(m.get("next", "")) for m in metas])
+        order = np.argsort([int(m.get("pos", k)) for k, m in enumerate(metas)], kind="stable")
+        ids = [str(collab["ids"][k]) for k in order]
+        metas = [metas[k] for k in order]
+        position = {item: k for k, item in enumerate(ids)}
+        return CollabGraph(ids, np.array([float(m.get("popularity", 0.0)) for m in metas], dtype=np.float32),
+                           _decode_rows([str(m.get("cooc", "")) for m in metas], position, len(ids)),
+                           _decode_rows([str(m.get("next", "")) for m in metas], position, len(ids)))
 
     def vectors(self, space: Space | Literal["collab_query"]) -> tuple[list[str], np.ndarray]:
         """Every vector of a space, as (ids, float32 matrix)."""

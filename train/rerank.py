@@ -49,16 +49,41 @@ class LabelTask:
         targets = torch.tensor([e.target for e in examples], device=logits.device)
         return torch.nn.functional.cross_entropy(logits, targets)
 
-    def ranks(self, model: Any, examples: Sequence[LabelExample], batch: int = 8) -> list[int]:
-        """The 0-based rank the model gives each example's answer (ties keep the shown order)."""
+    def scores(self, model: Any, examples: Sequence[LabelExample], batch: int = 8) -> list[np.ndarray]:
+        """Log-probabilities of the labels shown, per example (a softmax over those labels)."""
+        import torch
+
         out = []
         for start in range(0, len(examples), batch):
             chunk = examples[start:start + batch]
-            scores = self.label_logits(model, [e.prompt for e in chunk]).cpu().numpy()
-            for row, e in zip(scores, chunk, strict=True):
-                order = sorted(range(e.labels), key=lambda i: (-row[i], i))
-                out.append(order.index(e.target))
+            logits = self.label_logits(model, [e.prompt for e in chunk])
+            for row, e in zip(logits, chunk, strict=True):
+                out.append(torch.log_softmax(row[: e.labels], dim=-1).cpu().numpy())
         return out
+
+    def ranks(self, model: Any, examples: Sequence[LabelExample], batch: int = 8) -> list[int]:
+        """The 0-based rank the model gives each example's answer (ties keep the shown order)."""
+        return [rank_of(row, e.target, 0.0) for row, e in zip(self.scores(model, examples, batch), examples,
+                                                              strict=True)]
+
+
+def rank_of(scores: np.ndarray, target: int, blend: float) -> int:
+    """The answer's rank once `blend` times the shown order's prior, -log(1 + slot), is added."""
+    blended = scores - blend * np.log1p(np.arange(len(scores)))
+    order = sorted(range(len(scores)), key=lambda i: (-blended[i], i))
+    return order.index(target)
+
+
+BLENDS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+
+
+def choose_blend(scores: Sequence[np.ndarray], validation: ValidationSet) -> dict[str, Any]:
+    """The weight of the retriever's order (shown order of the validation lists) that gives the best
+    validation ndcg@10, with the figure for every weight tried."""
+    tried = {b: rank_metrics([rank_of(s, e.target, b) for s, e in zip(scores, validation.examples, strict=True)],
+                             validation.users)["ndcg@10"] for b in BLENDS}
+    best = max(tried, key=lambda b: (round(tried[b], 6), -b))
+    return {"blend": best, "validation_ndcg@10": {str(b): round(v, 5) for b, v in tried.items()}}
 
 
 def rank_metrics(ranks: Sequence[int], users: int) -> dict[str, float]:

@@ -60,17 +60,23 @@ def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedd
     summary.update({"finished": finished, "examples_file": str(examples_path)})
     if not finished:
         return summary
+    import torch
     from peft import PeftModel
 
-    from train.lora import load_base
+    from train.lora import autocast, load_base
+    from train.rerank import LabelTask, choose_blend
 
-    _, base = load_base(model_folder)
+    tokenizer, base = load_base(model_folder)
     best = PeftModel.from_pretrained(base, str(work / "best"))
     save_adapter(best, run.out, bf16=True)
     best_eval = next(e for e in state.evaluations if e["step"] == state.best_step)
+    best.eval()
+    with torch.inference_mode(), autocast(run.train.bf16):  # the blend with the retriever's order, on validation
+        blend = choose_blend(LabelTask(tokenizer).scores(best, validation.examples), validation)
     record = {"task": "rerank", "dataset": run.dataset, "protocol": "loo", "data_hash": prepared.data_hash,
               "base_model": base_model_record(model_folder, settings.llm.model),
-              "prompt": template.id, "seed": run.train.seed, "data": asdict(run.data),
+              "prompt": template.id, "rerank_blend": blend["blend"], "blend_search": blend,
+              "seed": run.train.seed, "data": asdict(run.data),
               "train": asdict(run.train), "examples": summary["examples"],
               "examples_by_kind": summary["examples_by_kind"],
               "validation": {"best": best_eval, "zero_shot": state.evaluations[0],
