@@ -62,7 +62,7 @@ def embedder_factory(settings: Settings, embedder: Embedder | None = None) -> Ca
 
 
 def open_store(settings: Settings, namespace: str) -> IndexStore:
-    return IndexStore(chroma_client(settings.index), namespace)
+    return IndexStore(chroma_client(settings.index), namespace, settings.index.hnsw)
 
 
 def dataset_namespace(settings: Settings, dataset: str | None = None) -> str:

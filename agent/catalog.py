@@ -50,6 +50,11 @@ class LoadedIndex:
         return str(self.state.get("item_noun") or "item")
 
     @cached_property
+    def popularity_order(self) -> np.ndarray:
+        """Positions from the most to the least popular (ties by position)."""
+        return np.argsort(-self.popularity, kind="stable")
+
+    @cached_property
     def popularity_percentile(self) -> np.ndarray:
         """Each position's popularity as a percentile in [0, 1] (1 = the most popular item)."""
         order = np.argsort(np.argsort(self.popularity, kind="stable"), kind="stable")

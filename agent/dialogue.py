@@ -208,9 +208,13 @@ class ConversationAgent:
         self.update_state(state, message)
 
     def request(self, state: ConversationState, message: str | None, k: int | None = None) -> TurnRequest:
-        """What a turn retrieves for: liked and mentioned items as the history, the message as the query,
-        the state's constraints as filters, and disliked, seen and mentioned items left out."""
-        history = [*state.liked, *[m for m in state.mentioned if m not in state.liked]]
+        """What a turn retrieves for: the items recommended so far, then the liked and mentioned ones, as the
+        history (the most recent last, so the user's own weigh most; history items are not recommended
+        again), the message as the query, the state's constraints as filters, and disliked, seen and
+        mentioned items left out. Taking earlier recommendations as context lifted recall@10 on ReDial's
+        validation dialogues (README, Evaluation)."""
+        context = dict.fromkeys([*state.recommended, *state.liked, *state.mentioned])
+        history = [i for i in context if i not in state.disliked and i not in state.seen]
         exclude = [*state.disliked, *state.seen, *state.mentioned]
         return TurnRequest(user=state.user, history=tuple(history), query=message, k=k or self.k,
                            filters=self.filters(state) or None, exclude=tuple(exclude))

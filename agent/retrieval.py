@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from agent.catalog import LoadedIndex
 from agent.settings import RetrievalConfig
@@ -64,20 +65,6 @@ class Context:
         return time_groups(np.asarray(pos), np.asarray(times))
 
 
-def _top_from_scores(ctx: Context, request: Request, scores: np.ndarray, n: int) -> Ranked:
-    scores = np.asarray(scores, dtype=np.float64).copy()
-    ids = ctx.index.ids
-    banned = [ctx.index.position[i] for i in request.exclude if i in ctx.index.position]
-    scores[banned] = -np.inf
-    if request.allowed is not None:
-        mask = np.full(len(ids), -np.inf)
-        mask[[ctx.index.position[i] for i in request.allowed if i in ctx.index.position]] = 0.0
-        scores = scores + mask
-    candidates = np.flatnonzero(np.isfinite(scores) & (scores > 0))
-    order = candidates[np.lexsort((candidates, -scores[candidates]))][:n]
-    return [(ids[p], float(scores[p])) for p in order]
-
-
 def _vector_query(ctx: Context, space: Space, vector: np.ndarray, request: Request, n: int) -> Ranked:
     if not np.any(vector):
         return []
@@ -96,8 +83,44 @@ def group_weights(groups: list[np.ndarray], decay: float) -> tuple[np.ndarray, n
     return positions, weights
 
 
+def _top_sparse(ctx: Context, request: Request, positions: np.ndarray, values: np.ndarray, n: int) -> Ranked:
+    """Items ranked by score (ties by position) among `positions`, the only items with a score (a few rows
+    of an item-to-item graph), without the excluded ones and outside the filters: the work grows with the
+    candidates, not with the catalog."""
+    positions, values = np.asarray(positions, dtype=np.int64), np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(values) & (values > 0)
+    if request.exclude:
+        banned = np.fromiter((ctx.index.position[i] for i in request.exclude if i in ctx.index.position), np.int64)
+        keep &= ~np.isin(positions, banned)
+    if request.allowed is not None:
+        allowed = np.fromiter((ctx.index.position[i] for i in request.allowed if i in ctx.index.position), np.int64)
+        keep &= np.isin(positions, allowed)
+    positions, values = positions[keep], values[keep]
+    order = np.lexsort((positions, -values))[:n]
+    ids = ctx.index.ids
+    return [(ids[p], float(values[k])) for k, p in zip(order, positions[order], strict=True)]
+
+
+def _row_sum(matrix: sp.csr_matrix, rows: np.ndarray, weight: float = 1.0) -> sp.csr_matrix:
+    """weight x the sum of some rows, kept sparse (1 x items)."""
+    return sp.csr_matrix(np.full((1, len(rows)), weight, dtype=np.float32)) @ matrix[rows]
+
+
 def popularity(ctx: Context, request: Request, n: int) -> Ranked:
-    return _top_from_scores(ctx, request, ctx.index.popularity, n)
+    """The most popular items, walking a precomputed order (or ranking the allowed ones)."""
+    scores = ctx.index.popularity
+    if request.allowed is not None:
+        positions = np.fromiter((ctx.index.position[i] for i in request.allowed if i in ctx.index.position),
+                                np.int64)
+        return _top_sparse(ctx, request, positions, scores[positions], n)
+    out: Ranked = []
+    for p in ctx.index.popularity_order:
+        if scores[p] <= 0 or len(out) == n:
+            break
+        item = ctx.index.ids[p]
+        if item not in request.exclude:
+            out.append((item, float(scores[p])))
+    return out
 
 
 def item2item(ctx: Context, request: Request, n: int) -> Ranked:
@@ -109,9 +132,8 @@ def item2item(ctx: Context, request: Request, n: int) -> Ranked:
         recent.append(group)
     if not recent:
         return []
-    positions = np.concatenate(recent)
-    scores = np.asarray(ctx.index.cooccurrence[positions].sum(axis=0)).ravel()
-    return _top_from_scores(ctx, request, scores, n)
+    summed = _row_sum(ctx.index.cooccurrence, np.concatenate(recent))
+    return _top_sparse(ctx, request, summed.indices, summed.data, n)
 
 
 def sequential(ctx: Context, request: Request, n: int) -> Ranked:
@@ -119,11 +141,10 @@ def sequential(ctx: Context, request: Request, n: int) -> Ranked:
     groups = ctx.groups(request)[-ctx.config.sequence_groups:]
     if not groups:
         return []
-    scores = np.zeros(len(ctx.index.ids))
+    total = sp.csr_matrix((1, len(ctx.index.ids)), dtype=np.float32)
     for back, group in enumerate(reversed(groups)):
-        rows = np.asarray(ctx.index.transitions[group].sum(axis=0)).ravel()
-        scores += 0.7 ** back * rows / np.sqrt(len(group))
-    return _top_from_scores(ctx, request, scores, n)
+        total = total + _row_sum(ctx.index.transitions, group, 0.7 ** back / np.sqrt(len(group)))
+    return _top_sparse(ctx, request, total.indices, total.data, n)
 
 
 def collab(ctx: Context, request: Request, n: int) -> Ranked:

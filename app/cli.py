@@ -131,11 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_reply_flags(p)
 
     p = add("bench", cmd_bench, "benchmarks; print JSON")
-    p.add_argument("what", choices=["index", "retrieval", "eval", "rerank", "turn"])
+    p.add_argument("what", choices=["index", "retrieval", "eval", "rerank", "turn", "scale"])
     p.add_argument("--repeats", type=int, default=200, help="queries for the retrieval benchmark")
     p.add_argument("--lists", type=int, default=8, help="candidate lists for the rerank benchmark")
     p.add_argument("--max-tokens", type=int, default=240, help="generation length for the rerank yardstick")
     p.add_argument("--backends", default="transformers,vllm", help="rerank benchmark backends")
+    p.add_argument("--sizes", default="10000,100000,1000000", help="catalog sizes for the scale benchmark")
+    p.add_argument("--workdir", default="var/bench-scale", help="where the scale benchmark keeps its data")
     llm_flags(p)
     return parser
 

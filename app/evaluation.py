@@ -194,6 +194,7 @@ def prompts_command(args: argparse.Namespace) -> int:
     folder = write_run(result, rows, units, settings.runs_dir, prompts=prompt_texts(agents, kind),
                        name=f"{dataset}_{prepared.split.protocol}_prompts_{_split(args)}")
     cached.close()
+    result["saved_to"] = str(folder / "result.json")
     result["differences"] = differences  # write_run's forest covers the headline metrics; keep all of them
     if args.format == "json":
         print(json.dumps(result))

@@ -11,6 +11,7 @@ from bench.eval_bench import bench_eval
 from bench.index_bench import bench_index
 from bench.rerank_bench import bench_rerank
 from bench.retrieval_bench import bench_retrieval
+from bench.scale_bench import bench_scale
 from bench.turn_bench import bench_turn
 
 BENCHMARKS: dict[str, Callable[[Settings, argparse.Namespace], dict[str, Any]]] = {
@@ -19,4 +20,5 @@ BENCHMARKS: dict[str, Callable[[Settings, argparse.Namespace], dict[str, Any]]] 
     "eval": bench_eval,
     "rerank": bench_rerank,
     "turn": bench_turn,
+    "scale": bench_scale,
 }

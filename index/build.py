@@ -45,7 +45,7 @@ class BuildReport:
 def collab_fingerprint(dataset: Dataset, config: IndexConfig) -> str:
     h = hashlib.sha256(dataset.content_hash().encode())
     h.update(json.dumps([config.collab_dims, config.ease_lambda, config.neighbors, config.ease_max_items,
-                         config.max_pairs, "v2"]).encode())
+                         config.max_pairs, config.hnsw.ef_construction, config.hnsw.max_neighbors, "v2"]).encode())
     return h.hexdigest()[:16]
 
 

@@ -42,6 +42,17 @@ class EmbedderConfig(BaseModel):
     device: str = "cpu"
 
 
+class HnswConfig(BaseModel):
+    """Chroma's HNSW settings for every collection: more neighbours and a wider search keep the approximate
+    top-50 close to the exact one as catalogs grow (bench retrieval / bench scale measure it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ef_construction: int = Field(200, ge=16)
+    ef_search: int = Field(256, ge=16)
+    max_neighbors: int = Field(32, ge=4)
+
+
 class IndexConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,3 +68,4 @@ class IndexConfig(BaseModel):
     max_pairs: int = Field(50_000_000, ge=1000, description="co-occurring pairs counted exactly up to this many; "
                                                             "a window of neighbouring positions above it")
     embedder: EmbedderConfig = EmbedderConfig()
+    hnsw: HnswConfig = HnswConfig()

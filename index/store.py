@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.errors import IndexStateError, UnknownUser
-from index.config import IndexConfig
+from index.config import HnswConfig, IndexConfig
 
 BATCH = 1000
 Space = Literal["text", "collab", "users"]  # the vector spaces a query can search
@@ -138,17 +138,24 @@ def _item_metadata(title: str, attributes: Mapping[str, Any], digest: str) -> di
 class IndexStore:
     """The collections of one namespace, for building and for querying."""
 
-    def __init__(self, client: Any, namespace: str) -> None:
+    def __init__(self, client: Any, namespace: str, hnsw: HnswConfig | None = None) -> None:
         self.client = client
         self.namespace = namespace
+        self.hnsw = hnsw or HnswConfig()
 
     def _name(self, part: str) -> str:
         return f"{self.namespace}-{part}"
 
     def _collection(self, part: str, create: bool = False, space: str = "cosine") -> Any:
         if create:
-            return self.client.get_or_create_collection(self._name(part), embedding_function=None,
-                                                        configuration={"hnsw": {"space": space}})
+            collection = self.client.get_or_create_collection(
+                self._name(part), embedding_function=None, configuration={"hnsw": {"space": space,
+                                                                                   **self.hnsw.model_dump()}})
+            hnsw = ((collection.configuration_json or {}).get("hnsw") or {}) if hasattr(
+                collection, "configuration_json") else {}
+            if hnsw.get("ef_search") not in (None, self.hnsw.ef_search):  # made by an earlier build
+                collection.modify(configuration={"hnsw": {"ef_search": self.hnsw.ef_search}})
+            return collection
         try:
             return self.client.get_collection(self._name(part), embedding_function=None)
         except Exception:

@@ -20,7 +20,7 @@ from train.lora import LoraSettings, LoraTrainer, TrainSettings, load_base, save
 from train.rerank import LabelTask, rank_metrics
 from train.rerank_data import LabelExample, RerankDataConfig, fold_of, training_examples
 
-TINY = TrainSettings(lr=5e-3, micro_batch=2, grad_accum=1, max_steps=4, eval_every=2, patience=10, seed=0,
+TINY = TrainSettings(lr=5e-3, micro_batch=2, grad_accum=1, epochs=2.0, max_steps=4, eval_every=2, patience=10, seed=0,
                      lora=LoraSettings(r=2, alpha=8, targets=("q_proj",)))
 
 

@@ -1,0 +1,155 @@
+"""recagent at 10k, 100k and 1M items (synthetic catalogs, interactions = 10 x items, users = items / 10):
+build time by phase, the build's peak memory (RSS of the `recagent index build` process), index size on
+disk, fused retrieval p50/p95 against exact search, the approximate top-50's recall of the exact top-50
+in every vector space, and ranking time per user for the loo cases. Writes JSON and a log-log plot.
+
+The embedding phase is reported apart: it runs at the bare encoder's speed (about 260 texts/s on 2
+cores), which the bench measures in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.assemble import build_agent
+from agent.settings import Settings, load_settings
+from index.embedder import Embedder
+from index.synth import synthesize
+
+TOP = 50
+
+
+def _du(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _build(data_dir: Path, name: str, chroma: Path) -> tuple[dict[str, Any], float, int]:
+    """`recagent index build` in a process of its own: its report, wall seconds and peak RSS (bytes)."""
+    command = [sys.executable, "-m", "app.cli", "index", "build", "--data-dir", str(data_dir), "--dataset", name,
+               "--chroma-path", str(chroma), "--quiet"]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    out, err = process.stdout.read() if process.stdout else "", process.stderr.read() if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"index build failed for {name}: {err[-2000:]}")
+    return json.loads(out.strip().splitlines()[-1]), wall, usage.ru_maxrss * 1024
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2)}
+
+
+def _ann_recall(agent: Any, space: Any, queries: int, rng: np.random.Generator) -> dict[str, Any]:
+    """Chroma's top-50 against the exact top-50 (numpy over every vector) for perturbed stored vectors."""
+    ids, matrix = agent.index.store.vectors(space)
+    cosine = space != "collab"
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True).clip(1e-12) if cosine else 1.0
+    normed = matrix / norms
+    picks = matrix[rng.integers(0, len(matrix), queries)]
+    picks = picks + rng.normal(0, 0.01, picks.shape).astype(np.float32)
+    recalls, chroma_t, exact_t = [], [], []
+    id_array = np.asarray(ids)
+    for q in picks:
+        t0 = time.perf_counter()
+        got = [hit.id for hit in agent.index.store.nearest(space, q[None, :], TOP)[0]]
+        chroma_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        scores = normed @ (q / np.linalg.norm(q) if cosine else q)
+        top = np.argpartition(-scores, TOP)[:TOP]
+        exact_t.append(time.perf_counter() - t0)
+        recalls.append(len(set(got) & set(id_array[top].tolist())) / TOP)
+    return {"vectors": len(ids), "recall_at_50": round(float(np.mean(recalls)), 4),
+            "chroma": _percentiles(chroma_t), "exact_numpy": _percentiles(exact_t)}
+
+
+def _one_size(items: int, root: Path, base: Settings, queries: int) -> dict[str, Any]:
+    name = f"synth-{items}"
+    data_dir, chroma = root / "data", root / f"chroma-{items}"
+    if not (data_dir / name / "dataset.toml").exists():
+        synthesize(data_dir / name, items, max(1000, items // 10), 10 * items, seed=0)
+    shutil.rmtree(chroma, ignore_errors=True)
+    report, build_s, peak = _build(data_dir, name, chroma)
+    overrides: dict[str, Any] = {"data.data_dir": data_dir, "data.dataset": name, "index.path": chroma,
+                                 "index.hnsw": base.index.hnsw.model_dump(),
+                                 "conversations.url": f"sqlite:///{root / 'conversations.sqlite3'}"}
+    settings = load_settings(None, {}, **overrides)
+    started = time.perf_counter()
+    agent = build_agent(settings, llm=None)
+    load_s = time.perf_counter() - started
+    rng = np.random.default_rng(0)
+    users = agent.index.store.user_ids()
+    sample = [users[i] for i in rng.choice(len(users), min(queries, len(users)), replace=False)]
+    histories = [agent.index.user_history(u) for u in sample]
+    agent.recommender.candidates(history=histories[0][0][:-2], timestamps=histories[0][1][:-2], k=20)  # warm up
+    fused_t, rank_t = [], []
+    for items_u, times_u in histories:
+        t0 = time.perf_counter()
+        agent.recommender.candidates(history=items_u, timestamps=times_u, k=TOP)
+        fused_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()  # a loo case: everything but the last two items, ranked top-20
+        agent.recommender.candidates(history=items_u[:-2], timestamps=times_u[:-2], k=20)
+        rank_t.append(time.perf_counter() - t0)
+    return {"items": items, "users": len(users), "interactions": 10 * items,
+            "build_s": round(build_s, 1), "embedding_phase_s": round(report["timings"]["items"], 1),
+            "collab_phase_s": round(report["timings"]["collab"], 1),
+            "embedding_items_per_s": round(items / max(report["timings"]["items"], 1e-9), 1),
+            "build_peak_rss_gb": round(peak / 2**30, 2), "index_disk_gb": round(_du(chroma) / 2**30, 3),
+            "load_agent_s": round(load_s, 1), "fused_top50": _percentiles(fused_t),
+            "loo_ranking_ms_per_user": round(1000 * float(np.mean(rank_t)), 2),
+            "ann": {space: _ann_recall(agent, space, queries, rng) for space in ("text", "collab", "users")},
+            "bench_process_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import plotly.graph_objects as go
+
+    sizes = [r["items"] for r in rows]
+    figure = go.Figure()
+    for label, values in [("build s", [r["build_s"] for r in rows]),
+                          ("embedding phase s", [r["embedding_phase_s"] for r in rows]),
+                          ("collab phase s", [r["collab_phase_s"] for r in rows]),
+                          ("build peak RSS GB", [r["build_peak_rss_gb"] for r in rows]),
+                          ("index on disk GB", [r["index_disk_gb"] for r in rows]),
+                          ("fused p95 ms", [r["fused_top50"]["p95_ms"] for r in rows]),
+                          ("loo ranking ms/user", [r["loo_ranking_ms_per_user"] for r in rows])]:
+        figure.add_trace(go.Scatter(x=sizes, y=values, mode="lines+markers", name=label))
+    figure.add_trace(go.Scatter(x=sizes, y=[sizes[0] and rows[0]["build_s"] * s / sizes[0] for s in sizes],
+                                mode="lines", name="linear in items (from the smallest build)",
+                                line={"dash": "dot", "color": "grey"}))
+    figure.update_layout(title="recagent at scale (2 cores, 24 GB)", xaxis={"type": "log", "title": "items"},
+                         yaxis={"type": "log", "title": "cost"})
+    figure.write_html(path, include_plotlyjs=True)
+
+
+def bench_scale(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(args.workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    encoder = Embedder(settings.index.embedder)
+    texts = [f"Item {i}. category: Kitchen. brand: Velora. tags: steel, compact. A sturdy kettle." for i in range(512)]
+    encoder.encode(texts[:32])
+    started = time.perf_counter()
+    encoder.encode(texts)
+    bare = len(texts) / (time.perf_counter() - started)
+    rows = []
+    for items in [int(x) for x in args.sizes.split(",")]:
+        rows.append(_one_size(items, root, settings, args.repeats))
+        (root / "scale.json").write_text(json.dumps(rows, indent=2) + "\n")  # a long run keeps what it has
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    _plot(rows, root / "scale.html")
+    return {"benchmark": "scale", "bare_encoder_texts_per_s": round(bare, 1), "sizes": rows,
+            "plot": str(root / "scale.html"), "machine": f"{os.cpu_count()} cores, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB"}
