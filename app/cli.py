@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "(used by eval, chat and serve unless set explicitly)")
     p.add_argument("--protocol", default="loo")
     p.add_argument("--max-users", type=int, default=2000, help="validation users sampled at most")
+    p.add_argument("--dialogues", type=Path,
+                   help="crs protocol: tune on this ReDial-format file instead of the validation dialogues")
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="action", required=True)
     p = add("fetch", cmd_data_fetch, "download an official dataset archive into the data folder", data)

@@ -270,13 +270,13 @@ def tune_crs_command(args: argparse.Namespace, settings: Any, dataset: str) -> i
     from index.loaders import resolve_dataset_folder
 
     agent, data, _ = prepare_crs(settings, dataset, progress=not args.quiet)
-    dialogues = dialogues_for(resolve_dataset_folder(dataset, settings.data.data_dir), "validation")
+    dialogues = dialogues_for(resolve_dataset_folder(dataset, settings.data.data_dir), "validation", args.dialogues)
     titles = {item_id: item.title for item_id, item in data.items.items()}
     turns = collect(agent, dialogues, titles, progress=not args.quiet)
     retrieval = settings.retrieval
     result = tune_crs(turns, generator_names(agent), retrieval.fusion_weights, retrieval.rrf_k, retrieval.query_weight)
     result.update({"dataset": dataset, "protocol": "crs", "split": "validation", "data_hash": data.content_hash(),
-                   "git_commit": git_commit()})
+                   "dialogues_file": str(args.dialogues) if args.dialogues else None, "git_commit": git_commit()})
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     run = settings.runs_dir / f"{stamp}_{Path(dataset).name}_crs_tune.json"
