@@ -25,7 +25,7 @@ def cmd_train_rerank(args: argparse.Namespace) -> int:
     dataset = args.dataset or settings.data.dataset
     run = RerankRun(
         dataset=dataset, out=args.out or Path("models") / dataset / "rerank", prompt_version=args.prompt_version,
-        validation_users=args.validation_users, init_adapter=args.init_adapter,
+        validation_users=args.validation_users, init_adapter=args.init_adapter, keep=args.keep,
         data=RerankDataConfig(negatives=args.negatives, hard_fraction=args.hard_fraction, examples=args.examples,
                               per_user=args.per_user, folds=args.folds, request_fraction=args.request_fraction,
                               seed=args.seed),
@@ -88,6 +88,9 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-version", type=int, default=3, help="rerank_listwise version (3 shows evidence)")
     p.add_argument("--validation-users", type=int, help="score checkpoints on the first N validation users")
     p.add_argument("--init-adapter", type=Path, help="start from this adapter (e.g. a domain-adapted one)")
+    p.add_argument("--keep", choices=["best", "last"], default="best",
+                   help="ship the checkpoint best on validation, or the last step's (rerunning a finished run "
+                        "with another --keep only re-writes the shipped adapter)")
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--micro-batch", type=int, default=4)
     p.add_argument("--grad-accum", type=int, default=4)

@@ -35,6 +35,7 @@ class RerankRun:
     validation_users: int | None = None  # None: every validation user
     init_adapter: Path | None = None
     command: str | None = None
+    keep: str = "best"  # the adapter shipped: the best on validation, or the last step's ("last")
 
 
 def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedder: Embedder | None = None,
@@ -67,9 +68,10 @@ def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedd
     from train.rerank import LabelTask, choose_blend
 
     tokenizer, base = load_base(model_folder)
-    best = PeftModel.from_pretrained(base, str(work / "best"))
+    kept_step = state.best_step if run.keep == "best" else state.step  # the last step is always evaluated
+    best = PeftModel.from_pretrained(base, str(work / ("best" if run.keep == "best" else "checkpoint/adapter")))
     save_adapter(best, run.out, bf16=True)
-    best_eval = next(e for e in state.evaluations if e["step"] == state.best_step)
+    best_eval = next(e for e in state.evaluations if e["step"] == kept_step)
     best.eval()
     with torch.inference_mode(), autocast(run.train.bf16):  # the blend with the retriever's order, on validation
         blend = choose_blend(LabelTask(tokenizer).scores(best, validation.examples), validation)
@@ -82,8 +84,8 @@ def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedd
               "validation": {"best": best_eval, "zero_shot": state.evaluations[0],
                              "retriever": summary["retriever_validation"],
                              "users": validation.users, "covered": len(validation.examples)},
-              "steps": state.step, "best_step": state.best_step, "train_seconds": summary["train_seconds"],
-              "command": run.command}
+              "steps": state.step, "best_step": state.best_step, "kept": run.keep, "kept_step": kept_step,
+              "train_seconds": summary["train_seconds"], "command": run.command}
     write_manifest(run.out, record)
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
