@@ -7,8 +7,12 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.options import settings_from
+
+if TYPE_CHECKING:
+    from train.lora import TrainSettings
 
 
 def _command() -> str | None:
@@ -17,7 +21,6 @@ def _command() -> str | None:
 
 
 def cmd_train_rerank(args: argparse.Namespace) -> int:
-    from train.lora import LoraSettings, TrainSettings
     from train.rerank_data import RerankDataConfig
     from train.run import RerankRun, run_rerank
 
@@ -29,31 +32,20 @@ def cmd_train_rerank(args: argparse.Namespace) -> int:
         data=RerankDataConfig(negatives=args.negatives, hard_fraction=args.hard_fraction, examples=args.examples,
                               per_user=args.per_user, folds=args.folds, request_fraction=args.request_fraction,
                               seed=args.seed),
-        train=TrainSettings(lr=args.lr, micro_batch=args.micro_batch, grad_accum=args.grad_accum,
-                            epochs=args.epochs, eval_every=args.eval_every, patience=args.patience,
-                            max_steps=args.max_steps, seed=args.seed,
-                            lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha,
-                                              targets=tuple(args.lora_targets.split(",")))),
-        command=_command())
+        train=_train_settings(args), command=_command())
     summary = run_rerank(settings, run, progress=not args.quiet)
     print(json.dumps({k: v for k, v in summary.items() if k != "settings"}))
     return 0
 
 
 def cmd_train_reply(args: argparse.Namespace) -> int:
-    from train.lora import LoraSettings, TrainSettings
     from train.run import ReplyRun, run_reply
 
     settings = settings_from(args)
     dataset = args.dataset or settings.data.dataset
     run = ReplyRun(dataset=dataset, out=args.out or Path("models") / dataset / "reply", examples=args.examples,
                    validation_examples=args.validation_examples, dialogues=args.dialogues,
-                   train=TrainSettings(lr=args.lr, micro_batch=args.micro_batch, grad_accum=args.grad_accum,
-                                       epochs=args.epochs, eval_every=args.eval_every, patience=args.patience,
-                                       max_steps=args.max_steps, seed=args.seed,
-                                       lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha,
-                                                         targets=tuple(args.lora_targets.split(",")))),
-                   command=_command())
+                   train=_train_settings(args), command=_command())
     summary = run_reply(settings, run, progress=not args.quiet)
     print(json.dumps(summary))
     return 0
@@ -64,17 +56,7 @@ def add_reply_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--examples", type=int, default=1500, help="training replies built")
     p.add_argument("--validation-examples", type=int, default=150)
     p.add_argument("--dialogues", type=Path, help="ReDial-format dialogues (default: the shared training sample)")
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--micro-batch", type=int, default=4)
-    p.add_argument("--grad-accum", type=int, default=4)
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--eval-every", type=int, default=20, help="optimizer steps between validations")
-    p.add_argument("--patience", type=int, default=3)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--lora-r", type=int, default=8)
-    p.add_argument("--lora-alpha", type=int, default=32)
-    p.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj")
-    p.add_argument("--seed", type=int, default=0)
+    _loop_flags(p, lr=3e-4, eval_every=20, patience=3)
 
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -91,14 +73,29 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", choices=["best", "last"], default="best",
                    help="ship the checkpoint best on validation, or the last step's (rerunning a finished run "
                         "with another --keep only re-writes the shipped adapter)")
-    p.add_argument("--lr", type=float, default=4e-4)
+    _loop_flags(p, lr=4e-4, eval_every=25, patience=4)
+
+
+def _loop_flags(p: argparse.ArgumentParser, lr: float, eval_every: int, patience: int) -> None:
+    """The training loop's and LoRA's flags, shared by every `train` command (defaults per task)."""
+    p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--micro-batch", type=int, default=4)
     p.add_argument("--grad-accum", type=int, default=4)
     p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--eval-every", type=int, default=25, help="optimizer steps between validations")
-    p.add_argument("--patience", type=int, default=4, help="validations without improvement before stopping")
+    p.add_argument("--eval-every", type=int, default=eval_every, help="optimizer steps between validations")
+    p.add_argument("--patience", type=int, default=patience, help="validations without improvement before stopping")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=32)
     p.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _train_settings(args: argparse.Namespace) -> TrainSettings:
+    """The loop's settings from the flags `_loop_flags` added."""
+    from train.lora import LoraSettings, TrainSettings
+
+    return TrainSettings(lr=args.lr, micro_batch=args.micro_batch, grad_accum=args.grad_accum, epochs=args.epochs,
+                         eval_every=args.eval_every, patience=args.patience, max_steps=args.max_steps,
+                         seed=args.seed, lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha,
+                                                           targets=tuple(args.lora_targets.split(","))))
