@@ -3,11 +3,12 @@ user's own words, and no reply (LLM or template) quotes the user's message back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+
+from scripted_llm import ScriptedLLM
 
 from agent.assemble import Agent
 from agent.events import TurnRequest
-from agent.llm.base import Message
 from agent.respond import RETRY_SUFFIX, clean_reply
 from conftest import agent_with_llm
 from prompts.loader import load_prompt
@@ -38,7 +39,7 @@ def test_the_users_words_are_not_quoted_back() -> None:
     assert clean_reply(raw, SHOWN, CATALOG, user_message=message) == ["[A] is tense and gripping."]
 
 
-class EchoLLM:
+class EchoLLM(ScriptedLLM):
     """Writes the user's request back inside every sentence, and ranks in the retriever's order."""
 
     name = "echo"
@@ -49,20 +50,6 @@ class EchoLLM:
     def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
                  adapter: str | None = None) -> list[str]:
         return [f"[A] is {self.message}. [B] is {self.message}." for _ in prompts]
-
-    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],
-                       adapter: str | None = None) -> list[dict[str, float]]:
-        return [{label: -float(i) for i, label in enumerate(labels)} for _ in prompts]
-
-    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
-                        adapter: str | None = None) -> Iterator[str]:
-        yield from self.complete([prompt])
-
-    def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
-        yield from ()
-
-    def close(self) -> None:
-        pass
 
 
 def test_no_reply_quotes_the_message(small_agent: Agent) -> None:

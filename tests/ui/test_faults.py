@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from scripted_llm import ScriptedLLM
 
 from agent.assemble import Agent
-from agent.llm.base import Message
 from agent.settings import Settings, load_settings
 from app.serving import _token
 from conftest import REPO, agent_with_llm, free_port
@@ -25,7 +25,7 @@ from ui.api import create_app
 from ui.auth import requires_token
 
 
-class PoliteLLM:
+class PoliteLLM(ScriptedLLM):
     """Ranks in the retriever's order and writes one grounded sentence per label it was shown."""
 
     name = "polite"
@@ -34,20 +34,6 @@ class PoliteLLM:
                  adapter: str | None = None) -> list[str]:
         return [" ".join(f"[{label}] is a fine pick number {n}." for n, label in enumerate(_labels(p), start=1))
                 for p in prompts]
-
-    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],
-                       adapter: str | None = None) -> list[dict[str, float]]:
-        return [{label: -float(i) for i, label in enumerate(labels)} for _ in prompts]
-
-    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
-                        adapter: str | None = None) -> Iterator[str]:
-        yield from self.complete([prompt])
-
-    def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
-        yield from ()
-
-    def close(self) -> None:
-        pass
 
 
 def _labels(prompt: str) -> list[str]:
