@@ -68,11 +68,19 @@ class ApiConfig(BaseModel):
 
     token: SecretStr | None = Field(None, description="bearer token, required off loopback (RECAGENT_API_TOKEN)")
     max_pending_turns: int = Field(16, ge=1, description="turns admitted at once; more get 503 + Retry-After")
-    turn_workers: int = Field(4, ge=1, description="threads that run turns (cheap routes have their own)")
+    turn_workers: int | None = Field(
+        None, ge=1, description="threads that run turns (cheap routes have their own); default: 4 with the "
+                                "in-process model (each turn computes), max_pending_turns with a served one "
+                                "(vllm/openai: each turn mostly waits for the server, which batches them)")
     turn_wait_s: float = Field(30.0, gt=0, description="how long a message waits for its conversation's "
                                                         "previous turn before 409")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
     shutdown_grace_s: float = Field(10.0, ge=0, description="how long SIGTERM waits for turns in progress")
+
+    def turn_threads(self, llm_backend: str) -> int:
+        if self.turn_workers is not None:
+            return self.turn_workers
+        return self.max_pending_turns if llm_backend in ("vllm", "openai") else 4
 
 
 class Settings(BaseSettings):

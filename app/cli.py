@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="transformers,vllm", help="rerank benchmark backends")
     p.add_argument("--sizes", default="10000,100000,1000000", help="catalog sizes for the scale benchmark")
     p.add_argument("--workdir", default="var/bench-scale", help="where the scale benchmark keeps its data")
+    p.add_argument("--levels", default="1,4,16", help="concurrency levels for the turn benchmark")
+    p.add_argument("--api-processes", help="turn benchmark through this many `recagent serve` processes, e.g. "
+                                           "1,2 (a vLLM server, a Chroma server and one conversation database)")
     llm_flags(p)
     return parser
 

@@ -20,11 +20,16 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3)}
 
 
-def _one(store: IndexStore, space: Space, metric: str, repeats: int, seed: int) -> dict[str, Any]:
+def _one(store: IndexStore, space: Space, metric: str, repeats: int, seed: int,
+         probes: np.ndarray | None = None) -> dict[str, Any]:
+    """Chroma against exact numpy for `probes` (or perturbed stored vectors): time and recall of the top-50."""
     id_list, matrix = store.vectors(space)
     ids = np.asarray(id_list)
     rng = np.random.default_rng(seed)
-    queries = matrix[rng.integers(0, len(matrix), repeats)] + rng.normal(0, 0.01, (repeats, matrix.shape[1]))
+    if probes is None:
+        queries = matrix[rng.integers(0, len(matrix), repeats)] + rng.normal(0, 0.01, (repeats, matrix.shape[1]))
+    else:
+        queries = probes[rng.integers(0, len(probes), repeats)]
     queries = queries.astype(np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True).clip(1e-12) if metric == "cosine" else 1.0
     matrix_n = matrix / norms
@@ -58,4 +63,6 @@ def bench_retrieval(settings: Settings, args: argparse.Namespace) -> dict[str, A
     return {"benchmark": "retrieval", "namespace": namespace, "chroma_mode": settings.index.chroma,
             "queries": args.repeats, "top_k": TOP,
             "text_items": _one(store, "text", "cosine", args.repeats, 0),
-            "collab_items": _one(store, "collab", "ip", args.repeats, 1)}
+            "collab_items": _one(store, "collab", "ip", args.repeats, 1),
+            # what the collaborative generator sends: users' history vectors
+            "collab_items_history_queries": _one(store, "collab", "ip", args.repeats, 2, store.vectors("users")[1])}

@@ -1,13 +1,27 @@
-"""A chat turn through the HTTP API at concurrency 1, 4 and 16: time to the first streamed token and
-the full turn, split into retrieval, reranking and reply; against the bare LLM writing the same reply."""
+"""A chat turn through the HTTP API at concurrency 1, 4 and 16: time to the item cards, to the first streamed
+reply sentence and the full turn, split into retrieval, reranking and reply; against the bare LLM writing the
+same reply.
+
+With --api-processes 1,2 the same load runs through that many real `recagent serve` processes instead
+(round robin), deployed as in the README: one vLLM server, a Chroma server over the built index, one
+conversation database; the same LLM and the same turns for every count.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -65,6 +79,21 @@ def _bare_reply(agent: Agent, repeats: int) -> list[float]:
     return seconds
 
 
+def _level(bases: list[str], level: int) -> dict[str, Any]:
+    """max(level, 3) turns, `level` at once, each on bases[n % len(bases)]."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(level) as pool:
+        results = list(pool.map(lambda n: _turn(bases[n % len(bases)], n), range(max(level, 3))))
+    wall = time.perf_counter() - started
+    return {"turns": len(results), "wall_s": round(wall, 2), "turns_per_s": round(len(results) / wall, 3),
+            "time_to_items": _p([r["items_s"] for r in results]),
+            "time_to_first_token": _p([r["ttft_s"] for r in results]),
+            "turn": _p([r["turn_s"] for r in results]),
+            "llm_replies": sum(r["reply_by"] == "llm" for r in results),
+            "split_mean_s": {k: round(float(np.mean([r.get(k, 0.0) for r in results])), 3)
+                             for k in ("retrieval_s", "rerank_s", "reply_s")}}
+
+
 def _one_backend(agent: Agent, levels: list[int]) -> dict[str, Any]:
     import uvicorn
 
@@ -79,15 +108,7 @@ def _one_backend(agent: Agent, levels: list[int]) -> dict[str, Any]:
     try:
         _turn("http://127.0.0.1:8477", 0)  # warm up
         for level in levels:
-            with ThreadPoolExecutor(level) as pool:
-                results = list(pool.map(lambda n: _turn("http://127.0.0.1:8477", n), range(max(level, 3))))
-            out[f"concurrency_{level}"] = {
-                "turns": len(results), "time_to_items": _p([r["items_s"] for r in results]),
-                "time_to_first_token": _p([r["ttft_s"] for r in results]),
-                "turn": _p([r["turn_s"] for r in results]),
-                "llm_replies": sum(r["reply_by"] == "llm" for r in results),
-                "split_mean_s": {k: round(float(np.mean([r.get(k, 0.0) for r in results])), 3)
-                                 for k in ("retrieval_s", "rerank_s", "reply_s")}}
+            out[f"concurrency_{level}"] = _level(["http://127.0.0.1:8477"], level)
         bare = _p(_bare_reply(agent, 3))
         out["bare_llm_reply"] = bare
         out["overhead_ratio_p50_turn_at_1_over_bare_reply"] = round(
@@ -98,13 +119,88 @@ def _one_backend(agent: Agent, levels: list[int]) -> dict[str, Any]:
     return out
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 600) -> None:
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"{url} did not come up; the end of {log}:\n{log.read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _api_processes(settings: Settings, llm_url: str, counts: list[int], levels: list[int]) -> dict[str, Any]:
+    """The same turns through 1, 2, ... `recagent serve` processes sharing one vLLM server, one Chroma server
+    (over the embedded index folder, built first) and one SQLite conversation database (WAL)."""
+    build_agent(settings, llm=None)  # builds the index if it is missing or stale
+    work = Path(tempfile.mkdtemp(prefix="bench-turn-"))
+    chroma_bin = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
+    chroma_port, started = _free_port(), []
+    log = work / "chroma.log"
+    with log.open("wb") as out:
+        chroma = subprocess.Popen([chroma_bin, "run", "--path", str(settings.index.path), "--host", "127.0.0.1",
+                                   "--port", str(chroma_port)], stdout=out, stderr=subprocess.STDOUT)
+    started.append(chroma)
+    result: dict[str, Any] = {}
+    try:
+        _wait_up(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat", chroma, log, 120)
+        env = {**os.environ, "RECAGENT_API__MAX_PENDING_TURNS": str(max(levels)), "HF_HUB_OFFLINE": "1"}
+        for count in counts:
+            store = f"sqlite:///{work / f'conversations-{count}.sqlite3'}"
+            serves, bases = [], []
+            for n in range(count):
+                port, log = _free_port(), work / f"serve-{count}-{n}.log"
+                with log.open("wb") as out:
+                    serves.append((subprocess.Popen(
+                        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--data-dir",
+                         str(settings.data.data_dir), "--dataset", settings.data.dataset, "--chroma", "server",
+                         "--chroma-port", str(chroma_port), "--store", store, "--llm-backend", "vllm",
+                         "--llm-url", llm_url, "--quiet"], env=env, stdout=out, stderr=subprocess.STDOUT), log))
+                bases.append(f"http://127.0.0.1:{port}")
+            try:
+                for base, (process, log) in zip(bases, serves, strict=True):
+                    _wait_up(base + "/health", process, log)
+                for base in bases:
+                    _turn(base, 0)  # warm up every process
+                _level(bases, max(levels))  # unmeasured: every count meets vLLM's prefix cache warmed alike
+                result[f"api_processes_{count}"] = {f"concurrency_{level}": _level(bases, level)
+                                                    for level in levels}
+            finally:
+                for process, _ in serves:
+                    _stop(process)
+    finally:
+        _stop(chroma)
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
 def bench_turn(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    levels = [1, 4, 16]
+    levels = [int(x) for x in args.levels.split(",")]
+    counts = [int(x) for x in args.api_processes.split(",")] if args.api_processes else []
     out: dict[str, Any] = {"benchmark": "turn", "dataset": settings.data.dataset, "levels": levels,
                            "note": "each reply sentence streams once the LLM has written it and it passed the "
                                    "grounding check"}
-    base = build_agent(settings, llm=None)
-    for backend in args.backends.split(","):
+    base = None if counts else build_agent(settings, llm=None)
+    for backend in ["vllm"] if counts else args.backends.split(","):
         config = settings.llm.model_copy(update={"backend": backend})
         process = None
         if backend in ("vllm", "openai") and not args.llm_url:
@@ -115,6 +211,10 @@ def bench_turn(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                                    timeout_s=900)
             config = config.model_copy(update={"url": "http://127.0.0.1:8398"})
         try:
+            if counts:
+                out[backend] = _api_processes(settings, str(config.url), counts, levels)
+                continue
+            assert base is not None
             agent = build_agent(settings, llm=make_configured_llm(settings.model_copy(update={"llm": config})),
                                 index=base.index, encoder=base.encoder)
             out[backend] = _one_backend(agent, levels)

@@ -173,7 +173,8 @@ async def _too_large(send: Any, limit: int) -> None:
 
 def create_app(agent: Agent, token: str | None = None, config: ApiConfig | None = None) -> FastAPI:
     config = config or agent.settings.api
-    gate = TurnGate(config.max_pending_turns, config.turn_workers)
+    gate = TurnGate(config.max_pending_turns,
+                    config.turn_threads(agent.settings.llm.backend if agent.llm else "none"))
     dialogue = agent.conversations
 
     @asynccontextmanager
