@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class CachedLLM:
         self._db.commit()
         self._lock = threading.Lock()
         self.calls: list[Call] = []
+        self._fresh: set[str] = set()  # computed by prefetch, not yet read: reported as not cached
 
     def _key(self, operation: str, prompt: str, adapter: str | None, options: Any) -> str:
         payload = json.dumps([operation, self.name, adapter, prompt, options], ensure_ascii=False)
@@ -55,9 +57,16 @@ class CachedLLM:
         key = self._key(operation, prompt, adapter, options)
         with self._lock:
             row = self._db.execute("SELECT value, latency, tokens FROM answers WHERE key = ?", (key,)).fetchone()
+            fresh = key in self._fresh
+            self._fresh.discard(key)
         if row is not None:
-            self.calls.append(Call(float(row[1]), row[2], True))
+            self.calls.append(Call(float(row[1]), row[2], not fresh))
             return json.loads(row[0])
+        value, latency, tokens = self._compute(key, prompt, compute)
+        self.calls.append(Call(latency, tokens, False))
+        return value
+
+    def _compute(self, key: str, prompt: str, compute: Any) -> tuple[Any, float, int | None]:
         started = time.perf_counter()
         value = compute()
         latency = time.perf_counter() - started
@@ -66,8 +75,29 @@ class CachedLLM:
             self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)",
                              (key, json.dumps(value), latency, tokens))
             self._db.commit()
-        self.calls.append(Call(latency, tokens, False))
-        return value
+        return value, latency, tokens
+
+    def prefetch_completions(self, prompts: Sequence[str], max_tokens: int, stop: Sequence[str],
+                             adapter: str | None, workers: int) -> None:
+        """Compute the uncached completions of `prompts`, `workers` at a time (a served model batches them);
+        the `complete` calls that follow read them and record them as computed, with the latency each had
+        at that concurrency."""
+        options = [max_tokens, list(stop)]
+        with self._lock:
+            missing = list(dict.fromkeys(
+                p for p in prompts if self._db.execute("SELECT 1 FROM answers WHERE key = ?",
+                                                       (self._key("complete", p, adapter, options),)).fetchone()
+                is None))
+
+        def one(prompt: str) -> None:
+            key = self._key("complete", prompt, adapter, options)
+            self._compute(key, prompt, lambda: self.inner.complete([prompt], max_tokens, stop, adapter=adapter)[0])
+            with self._lock:
+                self._fresh.add(key)
+
+        if missing:
+            with ThreadPoolExecutor(max(1, workers)) as pool:
+                list(pool.map(one, missing))
 
     def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],
                        adapter: str | None = None) -> list[dict[str, float]]:

@@ -71,11 +71,15 @@ def build_requests(agent: Agent, cases: Sequence[Case], per_kind: int = 4, k: in
 
 
 def reply_rows(agent: Agent, llm: CachedLLM, label: str, requests: Sequence[ReplyRequest],
-               progress: bool = True) -> list[Row]:
+               progress: bool = True, workers: int = 1) -> list[Row]:
+    """One row per request; with workers > 1 (a served model) the replies are computed that many at once."""
     replier = agent.pipeline.replier
     assert replier is not None
     titles = list(agent.index.titles.values())
     instructions = replier.template.render(noun=replier.noun, request="", items=[]) + RETRY_SUFFIX
+    if workers > 1:
+        llm.prefetch_completions([replier.prompt(r.prompt_request, r.items)[1] for r in requests],
+                                 replier.max_tokens, ["\n\n\n"], replier.adapter, workers)
     rows = []
     for req in tqdm(requests, desc=f"replies ({label})", unit="request", disable=not progress):
         shown, prompt = replier.prompt(req.prompt_request, req.items)
