@@ -9,8 +9,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from eval.llm_cache import CachedLLM
 from scripted_llm import ScriptedLLM
+
+from eval.llm_cache import CachedLLM
 
 
 class CountingLLM(ScriptedLLM):
