@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="transformers,vllm", help="rerank benchmark backends")
     p.add_argument("--sizes", default="10000,100000,1000000", help="catalog sizes for the scale benchmark")
     p.add_argument("--workdir", default="var/bench-scale", help="where the scale benchmark keeps its data")
+    p.add_argument("--fit-only", help="scale benchmark: sizes whose collaborative fit alone is measured (time, "
+                                      "peak memory), e.g. 1000000 when the full build's embedding is too slow")
     p.add_argument("--levels", default="1,4,16", help="concurrency levels for the turn benchmark")
     p.add_argument("--api-processes", help="turn benchmark through this many `recagent serve` processes, e.g. "
                                            "1,2 (a vLLM server, a Chroma server and one conversation database)")

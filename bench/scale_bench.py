@@ -50,6 +50,44 @@ def _build(data_dir: Path, name: str, chroma: Path) -> tuple[dict[str, Any], flo
     return json.loads(out.strip().splitlines()[-1]), wall, usage.ru_maxrss * 1024
 
 
+_FIT = """
+import json, sys, time
+from pathlib import Path
+from index.collab import fit_collab, user_histories
+from index.config import IndexConfig
+from index.loaders import load_dataset
+started = time.perf_counter()
+dataset = load_dataset(sys.argv[2], Path(sys.argv[1]))
+loaded = time.perf_counter()
+item_ids = list(dataset.items)
+config = IndexConfig.model_validate_json(sys.argv[3])
+model = fit_collab(user_histories(dataset.interactions, item_ids), item_ids, config)
+print(json.dumps({"load_s": loaded - started, "fit_s": time.perf_counter() - loaded,
+                  "item_vectors": list(model.item_vectors.shape), "cooccurrence_nnz": int(model.cooccurrence.nnz)}))
+"""
+
+
+def _fit_only(items: int, root: Path, settings: Settings) -> dict[str, Any]:
+    """Only the collaborative fit (the build's memory-heavy phase: factorisation, co-occurrence and transition
+    graphs) in a process of its own, for sizes whose full build (embedding) takes too long on this machine."""
+    name, data_dir = f"synth-{items}", root / "data"
+    if not (data_dir / name / "dataset.toml").exists():
+        synthesize(data_dir / name, items, max(1000, items // 10), 10 * items, seed=0)
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", _FIT, str(data_dir), name, settings.index.model_dump_json()],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    out, err = process.stdout.read() if process.stdout else "", process.stderr.read() if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"the collaborative fit failed for {name}: {err[-2000:]}")
+    report = json.loads(out.strip().splitlines()[-1])
+    return {"items": items, "users": max(1000, items // 10), "interactions": 10 * items, "wall_s": round(wall, 1),
+            "load_s": round(report["load_s"], 1), "collab_fit_s": round(report["fit_s"], 1),
+            "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2), "item_vectors": report["item_vectors"],
+            "cooccurrence_nnz": report["cooccurrence_nnz"]}
+
+
 def _percentiles(seconds: list[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2)}
@@ -125,7 +163,7 @@ def _one_size(items: int, root: Path, base: Settings, queries: int) -> dict[str,
             "bench_process_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
 
-def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+def _plot(rows: list[dict[str, Any]], fits: list[dict[str, Any]], path: Path) -> None:
     import plotly.graph_objects as go
 
     sizes = [r["items"] for r in rows]
@@ -138,6 +176,14 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
                           ("fused p95 ms", [r["fused_top50"]["p95_ms"] for r in rows]),
                           ("loo ranking ms/user", [r["loo_ranking_ms_per_user"] for r in rows])]:
         figure.add_trace(go.Scatter(x=sizes, y=values, mode="lines+markers", name=label))
+    if fits:
+        figure.add_trace(go.Scatter(x=[r["items"] for r in fits], y=[r["collab_fit_s"] for r in fits],
+                                    mode="markers", name="collab fit alone s", marker={"symbol": "diamond"}))
+        figure.add_trace(go.Scatter(x=[r["items"] for r in fits], y=[r["peak_rss_gb"] for r in fits],
+                                    mode="markers", name="collab fit alone peak RSS GB", marker={"symbol": "square"}))
+    if not rows:
+        figure.write_html(path, include_plotlyjs=True)
+        return
     figure.add_trace(go.Scatter(x=sizes, y=[sizes[0] and rows[0]["build_s"] * s / sizes[0] for s in sizes],
                                 mode="lines", name="linear in items (from the smallest build)",
                                 line={"dash": "dot", "color": "grey"}))
@@ -155,7 +201,7 @@ def bench_scale(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     encoder.encode(texts)
     bare = len(texts) / (time.perf_counter() - started)
-    sizes = [int(x) for x in args.sizes.split(",")]
+    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else []
     saved = root / "scale.json"  # sizes measured by earlier runs in this folder stay in the table and the plot
     rows = [r for r in (json.loads(saved.read_text()) if saved.exists() else []) if r["items"] not in sizes]
     for items in sizes:
@@ -164,7 +210,15 @@ def bench_scale(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         rows.sort(key=lambda r: r["items"])
         saved.write_text(json.dumps(rows, indent=2) + "\n")  # a long run keeps what it has
         print(json.dumps(row), file=sys.stderr, flush=True)
-    _plot(rows, root / "scale.html")
-    return {"benchmark": "scale", "bare_encoder_texts_per_s": round(bare, 1), "sizes": rows,
+    fit_saved = root / "fit_only.json"
+    fits = [r for r in (json.loads(fit_saved.read_text()) if fit_saved.exists() else [])
+            if r["items"] not in [int(x) for x in (args.fit_only or "").split(",") if x]]
+    for items in [int(x) for x in (args.fit_only or "").split(",") if x]:
+        fits.append(_fit_only(items, root, settings))
+        fits.sort(key=lambda r: r["items"])
+        fit_saved.write_text(json.dumps(fits, indent=2) + "\n")
+        print(json.dumps(fits[-1]), file=sys.stderr, flush=True)
+    _plot(rows, fits, root / "scale.html")
+    return {"benchmark": "scale", "bare_encoder_texts_per_s": round(bare, 1), "sizes": rows, "fit_only": fits,
             "plot": str(root / "scale.html"), "machine": f"{os.cpu_count()} cores, "
             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB"}
