@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="var/bench-scale", help="where the scale benchmark keeps its data")
     p.add_argument("--fit-only", help="scale benchmark: sizes whose collaborative fit alone is measured (time, "
                                       "peak memory), e.g. 1000000 when the full build's embedding is too slow")
+    p.add_argument("--reuse-builds", action="store_true", help="scale benchmark: keep the indexes and build "
+                                                                 "figures of sizes measured before in --workdir and "
+                                                                 "measure only the query side again")
     p.add_argument("--levels", default="1,4,16", help="concurrency levels for the turn benchmark")
     p.add_argument("--api-processes", help="turn benchmark through this many `recagent serve` processes, e.g. "
                                            "1,2 (a vLLM server, a Chroma server and one conversation database)")

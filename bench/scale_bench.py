@@ -121,13 +121,25 @@ def _ann_recall(agent: Any, space: Any, queries: int, rng: np.random.Generator,
             "chroma": _percentiles(chroma_t), "exact_numpy": _percentiles(exact_t)}
 
 
-def _one_size(items: int, root: Path, base: Settings, queries: int) -> dict[str, Any]:
+def _one_size(items: int, root: Path, base: Settings, queries: int,
+              previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One size; with `previous` (its row from an earlier run whose index is still there) the build is not
+    repeated: its figures are kept and only the query side is measured again."""
     name = f"synth-{items}"
     data_dir, chroma = root / "data", root / f"chroma-{items}"
-    if not (data_dir / name / "dataset.toml").exists():
-        synthesize(data_dir / name, items, max(1000, items // 10), 10 * items, seed=0)
-    shutil.rmtree(chroma, ignore_errors=True)
-    report, build_s, peak = _build(data_dir, name, chroma)
+    if previous is None:
+        if not (data_dir / name / "dataset.toml").exists():
+            synthesize(data_dir / name, items, max(1000, items // 10), 10 * items, seed=0)
+        shutil.rmtree(chroma, ignore_errors=True)
+        report, build_s, peak = _build(data_dir, name, chroma)
+        built = {"build_s": round(build_s, 1), "embedding_phase_s": round(report["timings"]["items"], 1),
+                 "collab_phase_s": round(report["timings"]["collab"], 1),
+                 "embedding_items_per_s": round(items / max(report["timings"]["items"], 1e-9), 1),
+                 "build_peak_rss_gb": round(peak / 2**30, 2), "index_disk_gb": round(_du(chroma) / 2**30, 3)}
+    else:
+        built = {key: previous[key] for key in ("build_s", "embedding_phase_s", "collab_phase_s",
+                                                "embedding_items_per_s", "build_peak_rss_gb", "index_disk_gb")}
+        built["build_reused_from_earlier_run"] = True
     overrides: dict[str, Any] = {"data.data_dir": data_dir, "data.dataset": name, "index.path": chroma,
                                  "index.hnsw": base.index.hnsw.model_dump(),
                                  "conversations.url": f"sqlite:///{root / 'conversations.sqlite3'}"}
@@ -148,11 +160,7 @@ def _one_size(items: int, root: Path, base: Settings, queries: int) -> dict[str,
         t0 = time.perf_counter()  # a loo case: everything but the last two items, ranked top-20
         agent.recommender.candidates(history=items_u[:-2], timestamps=times_u[:-2], k=20)
         rank_t.append(time.perf_counter() - t0)
-    return {"items": items, "users": len(users), "interactions": 10 * items,
-            "build_s": round(build_s, 1), "embedding_phase_s": round(report["timings"]["items"], 1),
-            "collab_phase_s": round(report["timings"]["collab"], 1),
-            "embedding_items_per_s": round(items / max(report["timings"]["items"], 1e-9), 1),
-            "build_peak_rss_gb": round(peak / 2**30, 2), "index_disk_gb": round(_du(chroma) / 2**30, 3),
+    return {"items": items, "users": len(users), "interactions": 10 * items, **built,
             "load_agent_s": round(load_s, 1), "fused_top50": _percentiles(fused_t),
             "loo_ranking_ms_per_user": round(1000 * float(np.mean(rank_t)), 2),
             "ann": {"text": _ann_recall(agent, "text", queries, rng),
@@ -203,9 +211,11 @@ def bench_scale(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     bare = len(texts) / (time.perf_counter() - started)
     sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else []
     saved = root / "scale.json"  # sizes measured by earlier runs in this folder stay in the table and the plot
-    rows = [r for r in (json.loads(saved.read_text()) if saved.exists() else []) if r["items"] not in sizes]
+    earlier = {r["items"]: r for r in (json.loads(saved.read_text()) if saved.exists() else [])}
+    rows = [r for n, r in earlier.items() if n not in sizes]
     for items in sizes:
-        row = _one_size(items, root, settings, args.repeats)
+        reuse = args.reuse_builds and items in earlier and (root / f"chroma-{items}").exists()
+        row = _one_size(items, root, settings, args.repeats, earlier[items] if reuse else None)
         rows.append(row)
         rows.sort(key=lambda r: r["items"])
         saved.write_text(json.dumps(rows, indent=2) + "\n")  # a long run keeps what it has
