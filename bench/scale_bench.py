@@ -171,33 +171,58 @@ def _one_size(items: int, root: Path, base: Settings, queries: int,
             "bench_process_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
 
+def _series(rows: list[dict[str, Any]], fits: list[dict[str, Any]]) -> list[tuple[str, list[int], list[float], str]]:
+    """(label, sizes, values, style) for the plot: lines for full builds, markers for fits alone."""
+    sizes = [r["items"] for r in rows]
+    out = [(label, sizes, values, "line") for label, values in [
+        ("build s", [r["build_s"] for r in rows]),
+        ("embedding phase s", [r["embedding_phase_s"] for r in rows]),
+        ("collab phase s", [r["collab_phase_s"] for r in rows]),
+        ("build peak RSS GB", [r["build_peak_rss_gb"] for r in rows]),
+        ("index on disk GB", [r["index_disk_gb"] for r in rows]),
+        ("fused p95 ms", [r["fused_top50"]["p95_ms"] for r in rows]),
+        ("loo ranking ms/user", [r["loo_ranking_ms_per_user"] for r in rows])] if rows]
+    if rows:
+        out.append(("linear in items (from the smallest build)", sizes,
+                    [rows[0]["build_s"] * s / sizes[0] for s in sizes], "dotted"))
+    if fits:
+        fit_sizes = [r["items"] for r in fits]
+        out.append(("collab fit alone s", fit_sizes, [r["collab_fit_s"] for r in fits], "marker"))
+        out.append(("collab fit alone peak RSS GB", fit_sizes, [r["peak_rss_gb"] for r in fits], "marker"))
+    return out
+
+
 def _plot(rows: list[dict[str, Any]], fits: list[dict[str, Any]], path: Path) -> None:
+    """A log-log plot as self-contained HTML (plotly) and, when matplotlib is installed, as PNG beside it."""
     import plotly.graph_objects as go
 
-    sizes = [r["items"] for r in rows]
+    title = "recagent at scale (2 cores, 24 GB)"
+    series = _series(rows, fits)
     figure = go.Figure()
-    for label, values in [("build s", [r["build_s"] for r in rows]),
-                          ("embedding phase s", [r["embedding_phase_s"] for r in rows]),
-                          ("collab phase s", [r["collab_phase_s"] for r in rows]),
-                          ("build peak RSS GB", [r["build_peak_rss_gb"] for r in rows]),
-                          ("index on disk GB", [r["index_disk_gb"] for r in rows]),
-                          ("fused p95 ms", [r["fused_top50"]["p95_ms"] for r in rows]),
-                          ("loo ranking ms/user", [r["loo_ranking_ms_per_user"] for r in rows])]:
-        figure.add_trace(go.Scatter(x=sizes, y=values, mode="lines+markers", name=label))
-    if fits:
-        figure.add_trace(go.Scatter(x=[r["items"] for r in fits], y=[r["collab_fit_s"] for r in fits],
-                                    mode="markers", name="collab fit alone s", marker={"symbol": "diamond"}))
-        figure.add_trace(go.Scatter(x=[r["items"] for r in fits], y=[r["peak_rss_gb"] for r in fits],
-                                    mode="markers", name="collab fit alone peak RSS GB", marker={"symbol": "square"}))
-    if not rows:
-        figure.write_html(path, include_plotlyjs=True)
-        return
-    figure.add_trace(go.Scatter(x=sizes, y=[sizes[0] and rows[0]["build_s"] * s / sizes[0] for s in sizes],
-                                mode="lines", name="linear in items (from the smallest build)",
-                                line={"dash": "dot", "color": "grey"}))
-    figure.update_layout(title="recagent at scale (2 cores, 24 GB)", xaxis={"type": "log", "title": "items"},
-                         yaxis={"type": "log", "title": "cost"})
+    for label, x, y, style in series:
+        mode = {"line": "lines+markers", "dotted": "lines", "marker": "markers"}[style]
+        figure.add_trace(go.Scatter(x=x, y=y, mode=mode, name=label,
+                                    line={"dash": "dot", "color": "grey"} if style == "dotted" else None))
+    figure.update_layout(title=title, xaxis={"type": "log", "title": "items"}, yaxis={"type": "log", "title": "cost"})
     figure.write_html(path, include_plotlyjs=True)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no PNG plot (pip install matplotlib)", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for label, x, y, style in series:
+        fmt = {"line": "-o", "dotted": ":", "marker": "D"}[style]
+        ax.plot(x, y, fmt, label=label, color="grey" if style == "dotted" else None)
+    ax.set(xscale="log", yscale="log", xlabel="items", ylabel="seconds / GB / ms (see legend)", title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".png"), dpi=110)
+    plt.close(fig)
 
 
 def bench_scale(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
