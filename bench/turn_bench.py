@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import numpy as np
 from agent.assemble import Agent, build_agent, make_configured_llm
 from agent.events import Recommendation
 from agent.settings import Settings
+from core.processes import stop_process, wait_http
 
 MESSAGES = ["A funny movie from the 90s", "Something like The Matrix", "An animated film for kids",
             "A tense thriller, nothing scary", "A romantic comedy", "Classic science fiction",
@@ -125,29 +125,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 600) -> None:
-    deadline = time.time() + timeout_s
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"{url} did not come up; the end of {log}:\n{log.read_text()[-2000:]}")
-        time.sleep(0.5)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 def _api_processes(settings: Settings, llm_url: str, counts: list[int], levels: list[int]) -> dict[str, Any]:
     """The same turns through 1, 2, ... `recagent serve` processes sharing one vLLM server, one Chroma server
     (over the embedded index folder, built first) and one SQLite conversation database (WAL)."""
@@ -162,7 +139,7 @@ def _api_processes(settings: Settings, llm_url: str, counts: list[int], levels: 
     started.append(chroma)
     result: dict[str, Any] = {}
     try:
-        _wait_up(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat", chroma, log, 120)
+        wait_http(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat", chroma, log, 120)
         env = {**os.environ, "RECAGENT_API__MAX_PENDING_TURNS": str(max(levels)), "HF_HUB_OFFLINE": "1"}
         for count in counts:
             store = f"sqlite:///{work / f'conversations-{count}.sqlite3'}"
@@ -178,7 +155,7 @@ def _api_processes(settings: Settings, llm_url: str, counts: list[int], levels: 
                 bases.append(f"http://127.0.0.1:{port}")
             try:
                 for base, (process, log) in zip(bases, serves, strict=True):
-                    _wait_up(base + "/health", process, log)
+                    wait_http(base + "/health", process, log)
                 for base in bases:
                     _turn(base, 0)  # warm up every process
                 _level(bases, max(levels))  # unmeasured: every count meets vLLM's prefix cache warmed alike
@@ -186,9 +163,9 @@ def _api_processes(settings: Settings, llm_url: str, counts: list[int], levels: 
                                                     for level in levels}
             finally:
                 for process, _ in serves:
-                    _stop(process)
+                    stop_process(process)
     finally:
-        _stop(chroma)
+        stop_process(chroma)
         shutil.rmtree(work, ignore_errors=True)
     return result
 

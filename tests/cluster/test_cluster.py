@@ -27,35 +27,12 @@ import pytest
 
 from agent.llm.base import LLMConfig
 from conftest import REPO, free_port
+from core.processes import stop_process, wait_http
 from index.config import IndexConfig
 
 DATASET = "cluster-movies"  # a namespace of its own in the session's Chroma server
 GENRES = ["Comedy", "Drama", "Action", "Thriller", "Romance", "Adventure", "Crime", "Sci-Fi", "Fantasy",
           "Animation", "Children", "Mystery", "Horror", "War", "Musical", "Western"]
-
-
-def _wait(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 300) -> None:
-    deadline = time.time() + timeout_s
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            raise AssertionError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +48,9 @@ def router(vllm_config: LLMConfig, tmp_path_factory: pytest.TempPathFactory) -> 
                                     "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port()),
                                     "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    _wait(url + "/health", process, log)
+    wait_http(url + "/health", process, log)
     yield url
-    _stop(process)
+    stop_process(process)
 
 
 @dataclass
@@ -106,10 +83,10 @@ def cluster(small_data_dir: Path, chroma_server: IndexConfig, postgres_url: str,
         urls.append(f"http://127.0.0.1:{port}")
         logs.append(log)
     for url, process, log in zip(urls, processes, logs, strict=True):
-        _wait(url + "/health", process, log)
+        wait_http(url + "/health", process, log)
     yield Cluster(urls, processes, logs)
     for process in processes:
-        _stop(process)
+        stop_process(process)
 
 
 def _send(base: str, conversation: str, text: str) -> dict[str, Any]:
