@@ -77,10 +77,10 @@ class ApiConfig(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
     shutdown_grace_s: float = Field(10.0, ge=0, description="how long SIGTERM waits for turns in progress")
 
-    def turn_threads(self, llm_backend: str) -> int:
+    def turn_threads(self, served_llm: bool) -> int:
         if self.turn_workers is not None:
             return self.turn_workers
-        return self.max_pending_turns if llm_backend in ("vllm", "openai") else 4
+        return self.max_pending_turns if served_llm else 4
 
 
 class Settings(BaseSettings):

@@ -164,7 +164,7 @@ def prompts_command(args: argparse.Namespace) -> int:
         requests = build_requests(prepared.agent, cases, per_kind=args.requests)
         for label, agent in agents.items():
             rows += reply_rows(agent, cached, label, requests, progress,
-                               workers=8 if settings.llm.backend in ("vllm", "openai") else 1)
+                               workers=8 if settings.llm.served else 1)
     units = with_request_metrics(rows)
     labels = list(agents)
     summaries = {}

@@ -86,7 +86,7 @@ def bench_rerank(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     for backend in args.backends.split(","):
         config = settings.llm.model_copy(update={"backend": backend})
         process = None
-        if backend in ("vllm", "openai") and not args.llm_url:
+        if config.served and not args.llm_url:
             from agent.llm.serve import ServeOptions, start_server
 
             port = 8399

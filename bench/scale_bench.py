@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +37,28 @@ def _du(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def _build(data_dir: Path, name: str, chroma: Path) -> tuple[dict[str, Any], float, int]:
-    """`recagent index build` in a process of its own: its report, wall seconds and peak RSS (bytes)."""
-    command = [sys.executable, "-m", "app.cli", "index", "build", "--data-dir", str(data_dir), "--dataset", name,
-               "--chroma-path", str(chroma), "--quiet"]
+def _measured(command: list[str], what: str) -> tuple[dict[str, Any], float, int]:
+    """Run `command` in a process of its own: the JSON of its last output line, wall seconds, peak RSS (bytes)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     out, err = process.stdout.read() if process.stdout else "", process.stderr.read() if process.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"index build failed for {name}: {err[-2000:]}")
+        raise RuntimeError(f"{what} failed: {err[-2000:]}")
     return json.loads(out.strip().splitlines()[-1]), wall, usage.ru_maxrss * 1024
+
+
+def _synthetic(root: Path, items: int) -> tuple[Path, str]:
+    """The synthetic dataset of this size under root/data (written the first time): (data folder, name)."""
+    name, data_dir = f"synth-{items}", root / "data"
+    if not (data_dir / name / "dataset.toml").exists():
+        synthesize(data_dir / name, items, _users(items), 10 * items, seed=0)
+    return data_dir, name
+
+
+def _users(items: int) -> int:
+    return max(1000, items // 10)
 
 
 _FIT = """
@@ -70,21 +81,12 @@ print(json.dumps({"load_s": loaded - started, "fit_s": time.perf_counter() - loa
 def _fit_only(items: int, root: Path, settings: Settings) -> dict[str, Any]:
     """Only the collaborative fit (the build's memory-heavy phase: factorisation, co-occurrence and transition
     graphs) in a process of its own, for sizes whose full build (embedding) takes too long on this machine."""
-    name, data_dir = f"synth-{items}", root / "data"
-    if not (data_dir / name / "dataset.toml").exists():
-        synthesize(data_dir / name, items, max(1000, items // 10), 10 * items, seed=0)
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", _FIT, str(data_dir), name, settings.index.model_dump_json()],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    out, err = process.stdout.read() if process.stdout else "", process.stderr.read() if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"the collaborative fit failed for {name}: {err[-2000:]}")
-    report = json.loads(out.strip().splitlines()[-1])
-    return {"items": items, "users": max(1000, items // 10), "interactions": 10 * items, "wall_s": round(wall, 1),
+    data_dir, name = _synthetic(root, items)
+    report, wall, peak = _measured([sys.executable, "-c", _FIT, str(data_dir), name,
+                                    settings.index.model_dump_json()], f"the collaborative fit for {name}")
+    return {"items": items, "users": _users(items), "interactions": 10 * items, "wall_s": round(wall, 1),
             "load_s": round(report["load_s"], 1), "collab_fit_s": round(report["fit_s"], 1),
-            "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2), "item_vectors": report["item_vectors"],
+            "peak_rss_gb": round(peak / 2**30, 2), "item_vectors": report["item_vectors"],
             "cooccurrence_nnz": report["cooccurrence_nnz"]}
 
 
@@ -125,13 +127,13 @@ def _one_size(items: int, root: Path, base: Settings, queries: int,
               previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """One size; with `previous` (its row from an earlier run whose index is still there) the build is not
     repeated: its figures are kept and only the query side is measured again."""
-    name = f"synth-{items}"
-    data_dir, chroma = root / "data", root / f"chroma-{items}"
+    data_dir, name = _synthetic(root, items)
+    chroma = root / f"chroma-{items}"
     if previous is None:
-        if not (data_dir / name / "dataset.toml").exists():
-            synthesize(data_dir / name, items, max(1000, items // 10), 10 * items, seed=0)
         shutil.rmtree(chroma, ignore_errors=True)
-        report, build_s, peak = _build(data_dir, name, chroma)
+        report, build_s, peak = _measured(
+            [sys.executable, "-m", "app.cli", "index", "build", "--data-dir", str(data_dir), "--dataset", name,
+             "--chroma-path", str(chroma), "--quiet"], f"index build for {name}")
         built = {"build_s": round(build_s, 1), "embedding_phase_s": round(report["timings"]["items"], 1),
                  "collab_phase_s": round(report["timings"]["collab"], 1),
                  "embedding_items_per_s": round(items / max(report["timings"]["items"], 1e-9), 1),
@@ -225,6 +227,24 @@ def _plot(rows: list[dict[str, Any]], fits: list[dict[str, Any]], path: Path) ->
     plt.close(fig)
 
 
+def _sizes(text: str | None) -> list[int]:
+    return [int(x) for x in (text or "").split(",") if x]
+
+
+def _table(path: Path, sizes: list[int], measure: Callable[[int, dict[str, Any] | None], dict[str, Any]]
+           ) -> list[dict[str, Any]]:
+    """The rows saved in `path` with `sizes` measured again (`measure` gets each size's earlier row, if any);
+    saved after every size, so a long run keeps what it has and earlier sizes stay in the table and plot."""
+    earlier = {r["items"]: r for r in (json.loads(path.read_text()) if path.exists() else [])}
+    rows = [r for n, r in earlier.items() if n not in sizes]
+    for items in sizes:
+        row = measure(items, earlier.get(items))
+        rows = sorted([*rows, row], key=lambda r: r["items"])
+        path.write_text(json.dumps(rows, indent=2) + "\n")
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
 def bench_scale(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
@@ -234,25 +254,13 @@ def bench_scale(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     encoder.encode(texts)
     bare = len(texts) / (time.perf_counter() - started)
-    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else []
-    saved = root / "scale.json"  # sizes measured by earlier runs in this folder stay in the table and the plot
-    earlier = {r["items"]: r for r in (json.loads(saved.read_text()) if saved.exists() else [])}
-    rows = [r for n, r in earlier.items() if n not in sizes]
-    for items in sizes:
-        reuse = args.reuse_builds and items in earlier and (root / f"chroma-{items}").exists()
-        row = _one_size(items, root, settings, args.repeats, earlier[items] if reuse else None)
-        rows.append(row)
-        rows.sort(key=lambda r: r["items"])
-        saved.write_text(json.dumps(rows, indent=2) + "\n")  # a long run keeps what it has
-        print(json.dumps(row), file=sys.stderr, flush=True)
-    fit_saved = root / "fit_only.json"
-    fits = [r for r in (json.loads(fit_saved.read_text()) if fit_saved.exists() else [])
-            if r["items"] not in [int(x) for x in (args.fit_only or "").split(",") if x]]
-    for items in [int(x) for x in (args.fit_only or "").split(",") if x]:
-        fits.append(_fit_only(items, root, settings))
-        fits.sort(key=lambda r: r["items"])
-        fit_saved.write_text(json.dumps(fits, indent=2) + "\n")
-        print(json.dumps(fits[-1]), file=sys.stderr, flush=True)
+
+    def one_size(items: int, earlier: dict[str, Any] | None) -> dict[str, Any]:
+        kept = earlier if args.reuse_builds and earlier is not None and (root / f"chroma-{items}").exists() else None
+        return _one_size(items, root, settings, args.repeats, kept)
+
+    rows = _table(root / "scale.json", _sizes(args.sizes), one_size)
+    fits = _table(root / "fit_only.json", _sizes(args.fit_only), lambda items, _: _fit_only(items, root, settings))
     _plot(rows, fits, root / "scale.html")
     return {"benchmark": "scale", "bare_encoder_texts_per_s": round(bare, 1), "sizes": rows, "fit_only": fits,
             "plot": str(root / "scale.html"), "machine": f"{os.cpu_count()} cores, "

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import numpy as np
 from agent.assemble import Agent, build_agent, make_configured_llm
 from agent.events import Recommendation
 from agent.settings import Settings
-from core.processes import stop_process, wait_http
+from core.processes import free_port, stop_process, wait_http
 
 MESSAGES = ["A funny movie from the 90s", "Something like The Matrix", "An animated film for kids",
             "A tense thriller, nothing scary", "A romantic comedy", "Classic science fiction",
@@ -119,19 +118,13 @@ def _one_backend(agent: Agent, levels: list[int]) -> dict[str, Any]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _api_processes(settings: Settings, llm_url: str, counts: list[int], levels: list[int]) -> dict[str, Any]:
     """The same turns through 1, 2, ... `recagent serve` processes sharing one vLLM server, one Chroma server
     (over the embedded index folder, built first) and one SQLite conversation database (WAL)."""
     build_agent(settings, llm=None)  # builds the index if it is missing or stale
     work = Path(tempfile.mkdtemp(prefix="bench-turn-"))
     chroma_bin = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
-    chroma_port, started = _free_port(), []
+    chroma_port, started = free_port(), []
     log = work / "chroma.log"
     with log.open("wb") as out:
         chroma = subprocess.Popen([chroma_bin, "run", "--path", str(settings.index.path), "--host", "127.0.0.1",
@@ -145,7 +138,7 @@ def _api_processes(settings: Settings, llm_url: str, counts: list[int], levels: 
             store = f"sqlite:///{work / f'conversations-{count}.sqlite3'}"
             serves, bases = [], []
             for n in range(count):
-                port, log = _free_port(), work / f"serve-{count}-{n}.log"
+                port, log = free_port(), work / f"serve-{count}-{n}.log"
                 with log.open("wb") as out:
                     serves.append((subprocess.Popen(
                         [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--data-dir",
@@ -180,7 +173,7 @@ def bench_turn(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     for backend in ["vllm"] if counts else args.backends.split(","):
         config = settings.llm.model_copy(update={"backend": backend})
         process = None
-        if backend in ("vllm", "openai") and not args.llm_url:
+        if config.served and not args.llm_url:
             from agent.llm.serve import ServeOptions, start_server
 
             process = start_server(ServeOptions(model=settings.llm.model, port=8398, model_cache=config.model_cache,

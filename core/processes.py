@@ -4,6 +4,7 @@ wait until one answers, stop one politely."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -11,6 +12,13 @@ import urllib.request
 from pathlib import Path
 
 from core.errors import Unavailable
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 300) -> None:

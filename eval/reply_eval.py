@@ -77,12 +77,13 @@ def reply_rows(agent: Agent, llm: CachedLLM, label: str, requests: Sequence[Repl
     assert replier is not None
     titles = list(agent.index.titles.values())
     instructions = replier.template.render(noun=replier.noun, request="", items=[]) + RETRY_SUFFIX
+    prompts = [replier.prompt(r.prompt_request, r.items) for r in requests]  # (labels shown, prompt text)
     if workers > 1:
-        llm.prefetch_completions([replier.prompt(r.prompt_request, r.items)[1] for r in requests],
-                                 replier.max_tokens, ["\n\n\n"], replier.adapter, workers)
+        llm.prefetch_completions([prompt for _, prompt in prompts], replier.max_tokens, ["\n\n\n"],
+                                 replier.adapter, workers)
     rows = []
-    for req in tqdm(requests, desc=f"replies ({label})", unit="request", disable=not progress):
-        shown, prompt = replier.prompt(req.prompt_request, req.items)
+    for req, (shown, prompt) in tqdm(zip(requests, prompts, strict=True), total=len(requests),
+                                     desc=f"replies ({label})", unit="request", disable=not progress):
         before = len(llm.calls)
         raw = llm.complete([prompt], max_tokens=replier.max_tokens, stop=["\n\n\n"], adapter=replier.adapter)[0]
         call = llm.calls[before]

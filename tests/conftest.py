@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from agent.assemble import Agent, build_agent, index_dataset
 from agent.settings import Settings, load_settings
+from core.processes import free_port
 from index.config import EmbedderConfig, IndexConfig
 from index.embedder import Embedder
 
@@ -117,12 +117,6 @@ def agent_with_llm(base: Agent, llm: object, **settings: object) -> Agent:
     """The same index with another LLM (a scripted one, or a real backend), assembled the same way."""
     tuned = base.settings.model_copy(update=settings) if settings else base.settings
     return build_agent(tuned, llm=llm, index=base.index, encoder=base.encoder)  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -118,6 +118,11 @@ class TurnGate:
         finally:
             self.active -= 1
 
+    @classmethod
+    def for_agent(cls, agent: Agent, config: ApiConfig) -> TurnGate:
+        """The gate for an agent's turns: with a served LLM its threads mostly wait, so more of them."""
+        return cls(config.max_pending_turns, config.turn_threads(agent.llm is not None and agent.settings.llm.served))
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
 
@@ -173,8 +178,7 @@ async def _too_large(send: Any, limit: int) -> None:
 
 def create_app(agent: Agent, token: str | None = None, config: ApiConfig | None = None) -> FastAPI:
     config = config or agent.settings.api
-    gate = TurnGate(config.max_pending_turns,
-                    config.turn_threads(agent.settings.llm.backend if agent.llm else "none"))
+    gate = TurnGate.for_agent(agent, config)
     dialogue = agent.conversations
 
     @asynccontextmanager

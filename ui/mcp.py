@@ -40,8 +40,7 @@ INSTRUCTIONS = ("Recommends items from one catalog. Use `recommend` for a one-of
 def build_mcp(agent: Agent, config: ApiConfig | None = None) -> MCPServer:
     """The MCP server over an assembled agent; it closes the agent when it stops."""
     config = config or agent.settings.api
-    gate = TurnGate(config.max_pending_turns,
-                    config.turn_threads(agent.settings.llm.backend if agent.llm else "none"))
+    gate = TurnGate.for_agent(agent, config)
     dialogue = agent.conversations
 
     @asynccontextmanager

@@ -53,6 +53,11 @@ class LLMConfig(BaseModel):
     model_cache: Path | None = Field(None, description="where the default model is converted and cached "
                                                        "(default ~/.cache/recagent/models)")
 
+    @property
+    def served(self) -> bool:
+        """The model answers over HTTP (a vLLM or OpenAI-compatible server), not in this process."""
+        return self.backend in ("vllm", "openai")
+
 
 class LLM(Protocol):
     """Every call takes `adapter`: the name of a LoRA adapter to apply, or None for the base model."""
