@@ -127,3 +127,21 @@ def test_server_down_gives_clear_error() -> None:
     port = free_port()
     with pytest.raises(IndexStateError, match=f"cannot reach the Chroma server at 127.0.0.1:{port}"):
         chroma_client(IndexConfig(chroma="server", host="127.0.0.1", port=port))
+
+
+def test_bfloat16_encoding_matches_float32(embedder: Embedder) -> None:
+    """The precision setting changes speed, not the vectors: bfloat16 autocast stays within 1e-3 in cosine of
+    float32 (the content hashes ignore it), and every vector is unit length either way."""
+    from index.config import EmbedderConfig
+
+    texts = ["Toy Story (1995). genres: Adventure, Animation, Children", "A sturdy steel kettle from Velora",
+             "Heat (1995). genres: Action, Crime, Thriller"]
+    exact = Embedder(EmbedderConfig(precision="float32"))
+    fast = Embedder(EmbedderConfig(precision="bfloat16"))
+    assert not exact.bfloat16 and fast.bfloat16
+    a, b = exact.encode(texts), fast.encode(texts)
+    assert a.dtype == b.dtype == "float32"
+    assert abs(a - b).max() > 0  # the autocast really ran
+    assert (a * b).sum(axis=1).min() > 0.999
+    assert abs(((a * a).sum(axis=1)) - 1).max() < 1e-4 and abs(((b * b).sum(axis=1)) - 1).max() < 1e-4
+    assert (a @ a.T).argsort(axis=1).tolist() == (b @ b.T).argsort(axis=1).tolist()
