@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse-builds", action="store_true", help="scale benchmark: keep the indexes and build "
                                                                  "figures of sizes measured before in --workdir and "
                                                                  "measure only the query side again")
+    p.add_argument("--resume-builds", action="store_true", help="scale benchmark: continue a build that was "
+                                                                  "stopped midway in --workdir instead of "
+                                                                  "starting it again (its figures are then "
+                                                                  "those of the last part)")
     p.add_argument("--levels", default="1,4,16", help="concurrency levels for the turn benchmark")
     p.add_argument("--api-processes", help="turn benchmark through this many `recagent serve` processes, e.g. "
                                            "1,2 (a vLLM server, a Chroma server and one conversation database)")

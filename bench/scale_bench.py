@@ -126,21 +126,25 @@ def _ann_recall(agent: Any, space: Any, queries: int, rng: np.random.Generator,
 
 
 def _one_size(items: int, root: Path, base: Settings, queries: int,
-              previous: dict[str, Any] | None = None) -> dict[str, Any]:
+              previous: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
     """One size; with `previous` (its row from an earlier run whose index is still there) the build is not
-    repeated: its figures are kept and only the query side is measured again."""
+    repeated: its figures are kept and only the query side is measured again. With `resume` a build stopped
+    midway goes on where it stopped (the index build re-embeds only what is missing)."""
     data_dir, name = _synthetic(root, items)
     chroma = root / f"chroma-{items}"
     if previous is None:
-        shutil.rmtree(chroma, ignore_errors=True)
+        if not resume:
+            shutil.rmtree(chroma, ignore_errors=True)
         report, build_s, peak = _measured(
             [sys.executable, "-m", "app.cli", "index", "build", "--data-dir", str(data_dir), "--dataset", name,
              "--chroma-path", str(chroma), "--quiet"], f"index build for {name}")
         built = {"build_s": round(build_s, 1), "embedding_phase_s": round(report["timings"]["items"], 1),
                  "collab_phase_s": round(report["timings"]["collab"], 1),
-                 "embedding_items_per_s": round(items / max(report["timings"]["items"], 1e-9), 1),
+                 "embedding_items_per_s": round(report["embedded"] / max(report["timings"]["items"], 1e-9), 1),
                  "build_peak_rss_gb": round(peak / 2**30, 2), "index_disk_gb": round(_du(chroma) / 2**30, 3),
                  "embedder_precision": "bfloat16" if use_bfloat16(base.index.embedder) else "float32"}
+        if report["repaired"]:  # the times are those of the last part: items embedded before are not in them
+            built |= {"build_resumed": True, "embedded_in_last_part": report["embedded"]}
     else:
         built = {key: previous[key] for key in ("build_s", "embedding_phase_s", "collab_phase_s",
                                                 "embedding_items_per_s", "build_peak_rss_gb", "index_disk_gb")}
@@ -253,8 +257,8 @@ def bench_scale(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
     encoder = Embedder(settings.index.embedder)
-    # the bare encoder on the catalogs' own texts (the smallest synthetic catalog has the same generator)
-    data_dir, name = _synthetic(root, 10_000)
+    # the bare encoder on the catalogs' own texts (every size comes from the same generator)
+    data_dir, name = _synthetic(root, min([*_sizes(args.sizes), 10_000]))
     texts = [item_text(item) for item in list(load_dataset(name, data_dir).items.values())[:1024]]
     encoder.encode(texts[:64])
     started = time.perf_counter()
@@ -263,7 +267,7 @@ def bench_scale(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
 
     def one_size(items: int, earlier: dict[str, Any] | None) -> dict[str, Any]:
         kept = earlier if args.reuse_builds and earlier is not None and (root / f"chroma-{items}").exists() else None
-        return _one_size(items, root, settings, args.repeats, kept)
+        return _one_size(items, root, settings, args.repeats, kept, args.resume_builds)
 
     rows = _table(root / "scale.json", _sizes(args.sizes), one_size)
     fits = _table(root / "fit_only.json", _sizes(args.fit_only), lambda items, _: _fit_only(items, root, settings))

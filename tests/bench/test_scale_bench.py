@@ -1,0 +1,51 @@
+"""The scale benchmark end to end on a small synthetic catalog, each step a process of its own as a user runs
+it: a build in its own process, the query side, approximate-search recall, the saved table and plot, and a
+build stopped midway that goes on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+STOP_MIDWAY = """
+import sys
+from pathlib import Path
+from index.config import IndexConfig
+from index.store import IndexStore, chroma_client
+store = IndexStore(chroma_client(IndexConfig(path=Path(sys.argv[1]))), "synth-2000")
+store.set_state(state="building")  # as a build killed while embedding leaves it: 500 items without a vector
+store.delete_items(sorted(store.item_hashes())[:500])
+"""
+
+
+def _bench(workdir: Path, *extra: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "app.cli", "bench", "scale", "--sizes", "2000", "--fit-only", "",
+                           "--repeats", "5", "--workdir", str(workdir), "--quiet", *extra],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_scale_bench_measures_and_resumes_a_stopped_build(tmp_path: Path) -> None:
+    first = _bench(tmp_path)
+    row = first["sizes"][0]
+    assert row["items"] == 2000 and row["users"] == 1000 and row["interactions"] == 20000
+    assert row["embedding_phase_s"] > 0 and row["collab_phase_s"] > 0 and row["build_s"] >= row["embedding_phase_s"]
+    assert 0.1 < row["build_peak_rss_gb"] < 8 and row["index_disk_gb"] > 0
+    assert row["fused_top50"]["p95_ms"] >= row["fused_top50"]["p50_ms"] > 0
+    for space in ("text", "collab", "users"):
+        assert row["ann"][space]["recall_at_50"] >= 0.95, (space, row["ann"][space])
+    assert "build_resumed" not in row and first["bare_encoder_texts_per_s"] > 0
+    assert json.loads((tmp_path / "scale.json").read_text()) == first["sizes"]
+    assert (tmp_path / "scale.html").stat().st_size > 1000
+
+    stop = subprocess.run([sys.executable, "-c", STOP_MIDWAY, str(tmp_path / "chroma-2000")],
+                          capture_output=True, text=True, timeout=300)
+    assert stop.returncode == 0, stop.stderr[-3000:]
+    again = _bench(tmp_path, "--resume-builds")["sizes"][0]
+    assert again["build_resumed"] and again["embedded_in_last_part"] == 500
+    assert again["ann"]["text"]["vectors"] == 2000
