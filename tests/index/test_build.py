@@ -16,7 +16,7 @@ from agent.catalog import LoadedIndex
 from conftest import make_settings
 from core.errors import IndexStateError
 from index.build import build_index
-from index.config import IndexConfig
+from index.config import EmbedderConfig, IndexConfig
 from index.embedder import Embedder
 from index.loaders import load_dataset
 from index.store import IndexStore, chroma_client
@@ -129,11 +129,9 @@ def test_server_down_gives_clear_error() -> None:
         chroma_client(IndexConfig(chroma="server", host="127.0.0.1", port=port))
 
 
-def test_bfloat16_encoding_matches_float32(embedder: Embedder) -> None:
+def test_bfloat16_encoding_matches_float32() -> None:
     """The precision setting changes speed, not the vectors: bfloat16 autocast stays within 1e-3 in cosine of
     float32 (the content hashes ignore it), and every vector is unit length either way."""
-    from index.config import EmbedderConfig
-
     texts = ["Toy Story (1995). genres: Adventure, Animation, Children", "A sturdy steel kettle from Velora",
              "Heat (1995). genres: Action, Crime, Thriller"]
     exact = Embedder(EmbedderConfig(precision="float32"))
