@@ -18,6 +18,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,16 +40,24 @@ def _du(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def _measured(command: list[str], what: str) -> tuple[dict[str, Any], float, int]:
-    """Run `command` in a process of its own: the JSON of its last output line, wall seconds, peak RSS (bytes)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    out, err = process.stdout.read() if process.stdout else "", process.stderr.read() if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{what} failed: {err[-2000:]}")
-    return json.loads(out.strip().splitlines()[-1]), wall, usage.ru_maxrss * 1024
+def _measured(command: list[str], what: str, settings: Settings | None = None) -> tuple[dict[str, Any], float, int]:
+    """Run `command` in a process of its own: the JSON of its last output line, wall seconds, peak RSS (bytes).
+    With `settings`, the process gets their index section (the bench's --config file, environment and all) in
+    RECAGENT_INDEX. Its output goes to files, not pipes: a child that writes more than a pipe holds while
+    nobody reads would wait forever."""
+    env = dict(os.environ)
+    if settings is not None:
+        env["RECAGENT_INDEX"] = settings.index.model_dump_json()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{what} failed: {err.read()[-2000:]}")
+        return json.loads(out.read().strip().splitlines()[-1]), wall, usage.ru_maxrss * 1024
 
 
 def _synthetic(root: Path, items: int) -> tuple[Path, str]:
@@ -137,7 +146,7 @@ def _one_size(items: int, root: Path, base: Settings, queries: int,
             shutil.rmtree(chroma, ignore_errors=True)
         report, build_s, peak = _measured(
             [sys.executable, "-m", "app.cli", "index", "build", "--data-dir", str(data_dir), "--dataset", name,
-             "--chroma-path", str(chroma), "--quiet"], f"index build for {name}")
+             "--chroma-path", str(chroma), "--quiet"], f"index build for {name}", base)
         built = {"build_s": round(build_s, 1), "embedding_phase_s": round(report["timings"]["items"], 1),
                  "collab_phase_s": round(report["timings"]["collab"], 1),
                  "embedding_items_per_s": round(report["embedded"] / max(report["timings"]["items"], 1e-9), 1),
@@ -152,6 +161,7 @@ def _one_size(items: int, root: Path, base: Settings, queries: int,
         built["build_reused_from_earlier_run"] = True
     overrides: dict[str, Any] = {"data.data_dir": data_dir, "data.dataset": name, "index.path": chroma,
                                  "index.hnsw": base.index.hnsw.model_dump(),
+                                 "index.embedder": base.index.embedder.model_dump(),
                                  "conversations.url": f"sqlite:///{root / 'conversations.sqlite3'}"}
     settings = load_settings(None, {}, **overrides)
     started = time.perf_counter()

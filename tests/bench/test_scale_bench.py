@@ -18,6 +18,7 @@ from index.store import IndexStore, chroma_client
 store = IndexStore(chroma_client(IndexConfig(path=Path(sys.argv[1]))), "synth-2000")
 store.set_state(state="building")  # as a build killed while embedding leaves it: 500 items without a vector
 store.delete_items(sorted(store.item_hashes())[:500])
+print(store.client.get_collection("synth-2000-collab").configuration_json["hnsw"]["max_neighbors"])
 """
 
 
@@ -31,7 +32,9 @@ def _bench(workdir: Path, *extra: str) -> dict[str, Any]:
 
 
 def test_scale_bench_measures_and_resumes_a_stopped_build(tmp_path: Path) -> None:
-    first = _bench(tmp_path)
+    config = tmp_path / "recagent.toml"  # reaches the build's own process too, not only the query side
+    config.write_text("[index.hnsw]\nmax_neighbors = 24\n")
+    first = _bench(tmp_path, "--config", str(config))
     row = first["sizes"][0]
     assert row["items"] == 2000 and row["users"] == 1000 and row["interactions"] == 20000
     assert row["embedding_phase_s"] > 0 and row["collab_phase_s"] > 0 and row["build_s"] >= row["embedding_phase_s"]
@@ -46,6 +49,7 @@ def test_scale_bench_measures_and_resumes_a_stopped_build(tmp_path: Path) -> Non
     stop = subprocess.run([sys.executable, "-c", STOP_MIDWAY, str(tmp_path / "chroma-2000")],
                           capture_output=True, text=True, timeout=300)
     assert stop.returncode == 0, stop.stderr[-3000:]
-    again = _bench(tmp_path, "--resume-builds")["sizes"][0]
+    assert stop.stdout.strip().splitlines()[-1] == "24"  # the HNSW graph was built with the file's setting
+    again = _bench(tmp_path, "--resume-builds", "--config", str(config))["sizes"][0]
     assert again["build_resumed"] and again["embedded_in_last_part"] == 500
     assert again["ann"]["text"]["vectors"] == 2000
