@@ -28,6 +28,7 @@ import numpy as np
 
 from agent.assemble import build_agent
 from agent.settings import Settings, load_settings
+from index.config import IndexConfig
 from index.embedder import Embedder, use_bfloat16
 from index.loaders import load_dataset
 from index.synth import synthesize
@@ -40,14 +41,14 @@ def _du(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def _measured(command: list[str], what: str, settings: Settings | None = None) -> tuple[dict[str, Any], float, int]:
+def _measured(command: list[str], what: str, index: IndexConfig | None = None) -> tuple[dict[str, Any], float, int]:
     """Run `command` in a process of its own: the JSON of its last output line, wall seconds, peak RSS (bytes).
-    With `settings`, the process gets their index section (the bench's --config file, environment and all) in
+    With `index`, the process gets those index settings (the bench's --config file, environment and all) in
     RECAGENT_INDEX. Its output goes to files, not pipes: a child that writes more than a pipe holds while
     nobody reads would wait forever."""
     env = dict(os.environ)
-    if settings is not None:
-        env["RECAGENT_INDEX"] = settings.index.model_dump_json()
+    if index is not None:
+        env["RECAGENT_INDEX"] = index.model_dump_json()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
@@ -141,17 +142,19 @@ def _one_size(items: int, root: Path, base: Settings, queries: int,
     midway goes on where it stopped (the index build re-embeds only what is missing)."""
     data_dir, name = _synthetic(root, items)
     chroma = root / f"chroma-{items}"
+    # the build and the query side both use these: the bench's own settings, on an embedded store in root
+    index = base.index.model_copy(update={"chroma": "embedded", "path": chroma})
     if previous is None:
         if not resume:
             shutil.rmtree(chroma, ignore_errors=True)
         report, build_s, peak = _measured(
             [sys.executable, "-m", "app.cli", "index", "build", "--data-dir", str(data_dir), "--dataset", name,
-             "--chroma-path", str(chroma), "--quiet"], f"index build for {name}", base)
+             "--chroma-path", str(chroma), "--quiet"], f"index build for {name}", index)
         built = {"build_s": round(build_s, 1), "embedding_phase_s": round(report["timings"]["items"], 1),
                  "collab_phase_s": round(report["timings"]["collab"], 1),
                  "embedding_items_per_s": round(report["embedded"] / max(report["timings"]["items"], 1e-9), 1),
                  "build_peak_rss_gb": round(peak / 2**30, 2), "index_disk_gb": round(_du(chroma) / 2**30, 3),
-                 "embedder_precision": "bfloat16" if use_bfloat16(base.index.embedder) else "float32"}
+                 "embedder_precision": "bfloat16" if use_bfloat16(index.embedder) else "float32"}
         if report["repaired"]:  # the times are those of the last part: items embedded before are not in them
             built |= {"build_resumed": True, "embedded_in_last_part": report["embedded"]}
     else:
@@ -159,9 +162,7 @@ def _one_size(items: int, root: Path, base: Settings, queries: int,
                                                 "embedding_items_per_s", "build_peak_rss_gb", "index_disk_gb")}
         built["embedder_precision"] = previous.get("embedder_precision", "float32")  # rows before the setting
         built["build_reused_from_earlier_run"] = True
-    overrides: dict[str, Any] = {"data.data_dir": data_dir, "data.dataset": name, "index.path": chroma,
-                                 "index.hnsw": base.index.hnsw.model_dump(),
-                                 "index.embedder": base.index.embedder.model_dump(),
+    overrides: dict[str, Any] = {"data.data_dir": data_dir, "data.dataset": name, "index": index.model_dump(),
                                  "conversations.url": f"sqlite:///{root / 'conversations.sqlite3'}"}
     settings = load_settings(None, {}, **overrides)
     started = time.perf_counter()
