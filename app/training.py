@@ -84,6 +84,8 @@ def _loop_flags(p: argparse.ArgumentParser, lr: float, eval_every: int, patience
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=eval_every, help="optimizer steps between validations")
     p.add_argument("--patience", type=int, default=patience, help="validations without improvement before stopping")
+    p.add_argument("--save-every", type=int, default=10,
+                   help="optimizer steps between checkpoints besides validations (0: only at validations)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=32)
@@ -97,5 +99,6 @@ def _train_settings(args: argparse.Namespace) -> TrainSettings:
 
     return TrainSettings(lr=args.lr, micro_batch=args.micro_batch, grad_accum=args.grad_accum, epochs=args.epochs,
                          eval_every=args.eval_every, patience=args.patience, max_steps=args.max_steps,
+                         save_every=args.save_every,
                          seed=args.seed, lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha,
                                                            targets=tuple(args.lora_targets.split(","))))

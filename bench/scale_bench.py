@@ -181,8 +181,11 @@ def _one_size(items: int, root: Path, base: Settings, queries: int,
         t0 = time.perf_counter()  # a loo case: everything but the last two items, ranked top-20
         agent.recommender.candidates(history=items_u[:-2], timestamps=times_u[:-2], k=20)
         rank_t.append(time.perf_counter() - t0)
+    searched = {c.name: ((c.configuration_json or {}).get("hnsw") or {}).get("ef_search")
+                for c in agent.index.store.client.list_collections()}  # what the queries ran with
     return {"items": items, "users": len(users), "interactions": 10 * items, **built,
-            "load_agent_s": round(load_s, 1), "fused_top50": _percentiles(fused_t),
+            "load_agent_s": round(load_s, 1), "ef_search": sorted(set(searched.values()) - {None}),
+            "fused_top50": _percentiles(fused_t),
             "loo_ranking_ms_per_user": round(1000 * float(np.mean(rank_t)), 2),
             "ann": {"text": _ann_recall(agent, "text", queries, rng),
                     # the collaborative generator's own queries: users' history vectors (inner product)

@@ -70,6 +70,7 @@ def build_index(dataset: Dataset, store: IndexStore, config: IndexConfig,
         _write_collab(dataset, store, config, progress)
         report.collab_rebuilt = True
     report.timings["collab"] = time.perf_counter() - t0
+    store.sync_search_settings()  # an ef_search changed since the collections were written
 
     store.set_state(state="complete", collab_hash=fingerprint, data_hash=dataset.content_hash(),
                     items=len(dataset.items), embedder=embedder_name(config.embedder), item_noun=dataset.item_noun)

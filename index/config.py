@@ -52,7 +52,9 @@ class HnswConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ef_construction: int = Field(200, ge=16)
-    ef_search: int = Field(256, ge=16)
+    # a search setting: `recagent index build` gives a built index a changed value without rewriting vectors.
+    # 512: the user vectors' recall of the exact top-50 at 1M items is 0.977 with 256, 0.984 with 512
+    ef_search: int = Field(512, ge=16)
     max_neighbors: int = Field(32, ge=4)
 
 

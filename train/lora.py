@@ -4,7 +4,8 @@ One loop for every task: a task turns a micro-batch of examples into a loss. The
 (peft) to the base model, trains with AdamW and gradient accumulation under bf16 autocast, validates
 every `eval_every` optimizer steps, keeps the best adapter, stops early after `patience` evaluations
 without improvement, and writes a checkpoint (adapter, optimizer, scheduler, random state) after each
-evaluation, so a killed run resumes where its last checkpoint left it and ends at the same step.
+evaluation and every `save_every` steps between them, so a killed run resumes where its last checkpoint
+left it and ends at the same step.
 """
 
 from __future__ import annotations
@@ -52,13 +53,17 @@ class TrainSettings:
     epochs: float = 1.0
     eval_every: int = 40  # optimizer steps
     patience: int = 4  # evaluations without improvement before stopping
+    # optimizer steps between checkpoints that are not validations (a kill loses at most these); it does
+    # not change the run's results, so it is not part of the fingerprint
+    save_every: int = 10
     max_steps: int | None = None
     seed: int = 0
     bf16: bool = True
     lora: LoraSettings = field(default_factory=LoraSettings)
 
     def fingerprint(self, data_key: str) -> str:
-        return hashlib.sha256(json.dumps([asdict(self), data_key], sort_keys=True).encode()).hexdigest()[:12]
+        settings = {k: v for k, v in asdict(self).items() if k != "save_every"}
+        return hashlib.sha256(json.dumps([settings, data_key], sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -170,6 +175,12 @@ class LoraTrainer(Generic[E]):
         from safetensors.torch import load_file
 
         state_path = self.checkpoint_dir / "state.json"
+        staged = self.out_dir / "checkpoint.partial"
+        if not state_path.exists() and (staged / "state.json").exists():
+            # killed between removing the old checkpoint and renaming the new one: state.json is written
+            # last, so the staged one is whole
+            shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+            staged.rename(self.checkpoint_dir)
         if not state_path.exists():
             return False
         saved = json.loads(state_path.read_text())
@@ -235,6 +246,8 @@ class LoraTrainer(Generic[E]):
                 self._evaluate(evaluate, scheduler)
                 bar.set_postfix({"loss": f"{np.mean(recent):.3f}",
                                  f"val_{self.metric}": f"{self.state.evaluations[-1][self.metric]:.4f}"})
+            elif s.save_every > 0 and self.state.step % s.save_every == 0:
+                self._save_checkpoint(scheduler)
             if stop_after is not None and done_here >= stop_after:
                 break
         bar.close()

@@ -33,13 +33,14 @@ def _bench(workdir: Path, *extra: str) -> dict[str, Any]:
 
 def test_scale_bench_measures_and_resumes_a_stopped_build(tmp_path: Path) -> None:
     config = tmp_path / "recagent.toml"  # reaches the build's own process too, not only the query side
-    config.write_text("[index.hnsw]\nmax_neighbors = 24\n")
+    config.write_text("[index.hnsw]\nmax_neighbors = 24\nef_search = 300\n")
     first = _bench(tmp_path, "--config", str(config))
     row = first["sizes"][0]
     assert row["items"] == 2000 and row["users"] == 1000 and row["interactions"] == 20000
     assert row["embedding_phase_s"] > 0 and row["collab_phase_s"] > 0 and row["build_s"] >= row["embedding_phase_s"]
     assert 0.1 < row["build_peak_rss_gb"] < 8 and row["index_disk_gb"] > 0
     assert row["fused_top50"]["p95_ms"] >= row["fused_top50"]["p50_ms"] > 0
+    assert row["ef_search"] == [300]  # every collection searched with the file's setting
     for space in ("text", "collab", "users"):
         assert row["ann"][space]["recall_at_50"] >= 0.95, (space, row["ann"][space])
     assert "build_resumed" not in row and first["bare_encoder_texts_per_s"] > 0

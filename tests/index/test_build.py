@@ -51,6 +51,15 @@ def test_rebuild_embeds_only_changes(small_data_dir: Path, tmp_path: Path, embed
     again = build_index(load_dataset("movies-small", root), store, config, lambda: embedder, progress=False)
     assert (again.embedded, again.unchanged, again.deleted, again.collab_rebuilt) == (0, 300, 0, False)
 
+    # a search setting changed: no vector is written again, every collection gets it
+    wider = config.model_copy(update={"hnsw": config.hnsw.model_copy(update={"ef_search": 300})})
+    client = chroma_client(wider)
+    searched = build_index(load_dataset("movies-small", root), IndexStore(client, "movies-small", wider.hnsw), wider,
+                           lambda: embedder, progress=False)
+    assert (searched.embedded, searched.collab_rebuilt) == (0, False)
+    assert {c.name: c.configuration_json["hnsw"]["ef_search"] for c in client.list_collections()} == {
+        f"movies-small-{part}": 300 for part in ("items", "collab", "collabq", "users")}
+
     _edit_movies(root / "movies-small", rename={"1": "Toy Story, remastered (1995)"}, drop={"2"})
     changed = build_index(load_dataset("movies-small", root), store, config, lambda: embedder, progress=False)
     assert (changed.embedded, changed.unchanged, changed.deleted) == (1, 298, 1)

@@ -4,6 +4,7 @@ builders use only the training part of `loo`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,18 @@ def test_tiny_run_changes_saves_reloads_and_resumes(model_folder: Path, tmp_path
     resumed = second.train(examples, evaluate, progress=False)
     assert resumed.step == 4 and [e["step"] for e in resumed.evaluations] == [0, 2, 4]
     assert np.allclose(_scores(task, second.model, examples), after, atol=1e-4)  # the same end as uninterrupted
+
+    # with a checkpoint every step, a stop between validations (after step 3) resumes from step 3
+    every = TrainSettings(**{**TINY.__dict__, "save_every": 1})
+    third: LoraTrainer[LabelExample] = LoraTrainer(str(model_folder), LabelTask, every, tmp_path / "c", "ndcg@10",
+                                                   "tiny")
+    third.train(examples, evaluate, progress=False, stop_after=3)
+    assert json.loads((tmp_path / "c" / "checkpoint" / "state.json").read_text())["step"] == 3
+    fourth: LoraTrainer[LabelExample] = LoraTrainer(str(model_folder), LabelTask, every, tmp_path / "c", "ndcg@10",
+                                                    "tiny")
+    resumed = fourth.train(examples, evaluate, progress=False)
+    assert resumed.step == 4 and [e["step"] for e in resumed.evaluations] == [0, 2, 4]
+    assert np.allclose(_scores(task, fourth.model, examples), after, atol=1e-4)
 
 
 def test_a_checkpoint_of_other_settings_is_refused(model_folder: Path, tmp_path: Path) -> None:
