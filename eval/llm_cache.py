@@ -36,6 +36,9 @@ class CachedLLM:
     def __init__(self, inner: LLM, path: Path) -> None:
         self.inner = inner
         self.name = inner.name
+        config = getattr(inner, "config", None)  # sampled text is another answer than greedy text
+        self._sampling = [getattr(config, k, None) for k in ("temperature", "top_p", "seed")] \
+            if getattr(config, "temperature", 0) else None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False)
         self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT, latency REAL, "
@@ -46,7 +49,8 @@ class CachedLLM:
         self._fresh: set[str] = set()  # computed by prefetch, not yet read: reported as not cached
 
     def _key(self, operation: str, prompt: str, adapter: str | None, options: Any) -> str:
-        payload = json.dumps([operation, self.name, adapter, prompt, options], ensure_ascii=False)
+        extra = [] if self._sampling is None or operation == "label_logprobs" else [self._sampling]
+        payload = json.dumps([operation, self.name, adapter, prompt, options, *extra], ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def _tokens(self, prompt: str) -> int | None:

@@ -46,6 +46,11 @@ class LLMConfig(BaseModel):
     api_key: str | None = None
     timeout_s: float = Field(60.0, gt=0, description="per-request timeout; past it the agent falls back")
     max_logprobs: int = Field(300, ge=1, description="top logprobs asked of the server per position")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="sampling temperature of generated text (the "
+                                                                "replies); 0: greedy. Ranking reads log-probs, "
+                                                                "which it does not change")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling when temperature > 0")
+    seed: int = Field(0, description="sampling seed: the same prompt gives the same text")
     dtype: str = Field("float32", description="compute dtype for the in-process backend and `llm serve`")
     adapters: dict[str, str] = Field(default_factory=shipped_adapters,
                                      description="LoRA adapters by name (folders); a server serves them under "
@@ -66,7 +71,7 @@ class LLM(Protocol):
 
     def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
                  adapter: str | None = None) -> list[str]:
-        """Greedy completions, one per prompt."""
+        """Completions, one per prompt: greedy, or sampled with the configured temperature and seed."""
         ...
 
     def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],
@@ -79,7 +84,7 @@ class LLM(Protocol):
 
     def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
                         adapter: str | None = None) -> Iterator[str]:
-        """A greedy completion of one prompt, as text pieces while they are generated. Closing the
+        """A completion of one prompt (as `complete`), as text pieces while they are generated. Closing the
         iterator early stops the generation."""
         ...
 

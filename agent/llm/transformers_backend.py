@@ -112,13 +112,25 @@ class TransformersLLM:
 
         return StoppingCriteriaList([Stop()])
 
+    @contextmanager
+    def _sampling(self) -> Iterator[dict[str, Any]]:
+        """generate()'s sampling arguments; when sampling, the torch random state is seeded for this call
+        and restored after it (the model lock is held, so calls do not share it)."""
+        c = self.config
+        if c.temperature <= 0:
+            yield {"do_sample": False}
+            return
+        with self._torch.random.fork_rng(devices=[]):
+            self._torch.manual_seed(c.seed)
+            yield {"do_sample": True, "temperature": c.temperature, "top_p": c.top_p, "top_k": 0}
+
     def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
                  adapter: str | None = None) -> list[str]:
         torch = self._torch
         batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
-        with self._use(adapter), torch.inference_mode():
+        with self._use(adapter), torch.inference_mode(), self._sampling() as sampling:
             deadline = time.monotonic() + self.config.timeout_s
-            out = self.model.generate(**batch, max_new_tokens=max_tokens, do_sample=False,
+            out = self.model.generate(**batch, max_new_tokens=max_tokens, **sampling,
                                       pad_token_id=self.tokenizer.pad_token_id,
                                       stopping_criteria=self._stopping(deadline, threading.Event()))
         texts = self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -154,9 +166,9 @@ class TransformersLLM:
 
         def generate() -> None:
             try:
-                with self._use(adapter), torch.inference_mode():
+                with self._use(adapter), torch.inference_mode(), self._sampling() as sampling:
                     deadline = time.monotonic() + self.config.timeout_s
-                    self.model.generate(**batch, max_new_tokens=max_tokens, do_sample=False, streamer=streamer,
+                    self.model.generate(**batch, max_new_tokens=max_tokens, **sampling, streamer=streamer,
                                         pad_token_id=self.tokenizer.pad_token_id,
                                         stopping_criteria=self._stopping(deadline, cancelled))
             except BaseException as exc:  # handed to the consumer below

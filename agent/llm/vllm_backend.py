@@ -50,9 +50,14 @@ class OpenAICompatibleLLM:
         """The served model to ask: a LoRA adapter is served under its own name (`llm serve` does that)."""
         return adapter if adapter is not None else self.name
 
+    def _sampling(self) -> dict[str, Any]:
+        """Greedy, or the configured temperature with a seed (vLLM then samples reproducibly per request)."""
+        c = self.config
+        return {"temperature": c.temperature, **({"top_p": c.top_p, "seed": c.seed} if c.temperature > 0 else {})}
+
     def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
                  adapter: str | None = None) -> list[str]:
-        body = {"model": self._model(adapter), "prompt": list(prompts), "max_tokens": max_tokens, "temperature": 0.0}
+        body = {"model": self._model(adapter), "prompt": list(prompts), "max_tokens": max_tokens, **self._sampling()}
         if stop:
             body["stop"] = list(stop)
         data = self._post("/v1/completions", body)
@@ -78,13 +83,13 @@ class OpenAICompatibleLLM:
     def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
                         adapter: str | None = None) -> Iterator[str]:
         body: dict[str, Any] = {"model": self._model(adapter), "prompt": prompt, "max_tokens": max_tokens,
-                                "temperature": 0.0, "stream": True}
+                                **self._sampling(), "stream": True}
         if stop:
             body["stop"] = list(stop)
         yield from self._stream("/v1/completions", body, lambda choice: choice.get("text"))
 
     def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
-        body = {"model": self.name, "messages": list(messages), "max_tokens": max_tokens, "temperature": 0.0,
+        body = {"model": self.name, "messages": list(messages), "max_tokens": max_tokens, **self._sampling(),
                 "stream": True}
         yield from self._stream("/v1/chat/completions", body,
                                 lambda choice: (choice.get("delta") or {}).get("content"))

@@ -89,6 +89,29 @@ def test_streamed_completion_equals_the_whole(vllm_config: LLMConfig, transforme
         assert "".join(pieces) == llm.complete([prompt], max_tokens=12)[0]
 
 
+def test_sampled_completion_is_seeded_and_varies(vllm_config: LLMConfig, transformers_llm: Any) -> None:
+    prompt = "My favourite films are"
+    greedy = transformers_llm.complete([prompt], max_tokens=16)[0]
+    original = transformers_llm.config
+
+    def local(seed: int) -> str:
+        transformers_llm.config = original.model_copy(update={"temperature": 1.0, "seed": seed})
+        try:
+            return str(transformers_llm.complete([prompt], max_tokens=16)[0])
+        finally:
+            transformers_llm.config = original
+
+    def remote(seed: int) -> str:
+        return make_llm(vllm_config.model_copy(update={"temperature": 1.0, "seed": seed})).complete(
+            [prompt], max_tokens=16)[0]
+
+    for sample in (local, remote):
+        texts = [sample(seed) for seed in range(4)]
+        assert sample(2) == texts[2]  # the same seed, the same text
+        assert len(set(texts)) >= 2 and any(t != greedy for t in texts), texts
+    assert transformers_llm.complete([prompt], max_tokens=16)[0] == greedy  # greedy again at temperature 0
+
+
 def test_streamed_chat_from_both_backends(vllm_config: LLMConfig, transformers_llm: Any) -> None:
     messages = [{"role": "user", "content": "Name a film like Toy Story."}]
     for llm in (transformers_llm, make_llm(vllm_config)):
