@@ -152,3 +152,14 @@ def test_bfloat16_encoding_matches_float32() -> None:
     assert (a * b).sum(axis=1).min() > 0.999
     assert abs(((a * a).sum(axis=1)) - 1).max() < 1e-4 and abs(((b * b).sum(axis=1)) - 1).max() < 1e-4
     assert (a @ a.T).argsort(axis=1).tolist() == (b @ b.T).argsort(axis=1).tolist()
+
+
+def test_nearest_asks_for_more_than_the_collection_holds(tmp_path: Path) -> None:
+    # the store does not count the collection before a query (a row scan at scale): Chroma must give what it has
+    import numpy as np
+
+    store = IndexStore(chroma_client(IndexConfig(path=tmp_path / "chroma")), "tiny")
+    store.add_users(["u1", "u2", "u3"], np.eye(3, dtype=np.float32), [[("i1", 1)], [("i2", 2)], [("i3", 3)]])
+    hits = store.nearest("users", np.asarray([[1.0, 0.2, 0.0]], dtype=np.float32), 10)[0]
+    assert [h.id for h in hits][:2] == ["u1", "u2"] and len(hits) == 3
+    assert store.nearest("users", np.ones((1, 3), dtype=np.float32), 10, ids=[])[0] == []
