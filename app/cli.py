@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-logprobs", type=int, default=300)
     p.add_argument("--lora-modules", nargs="*", help="NAME=ADAPTER_DIR ... (default: llm.adapters; none: no LoRA)")
     p.add_argument("--vllm-args", nargs=argparse.REMAINDER, help="passed to vLLM as they are")
-    p.add_argument("--log", type=Path, help="write the server's output to this file")
+    p.add_argument("--log", type=Path, help="the server's output (default: var/log/llm-serve-PORT.log)")
     p.add_argument("--startup-timeout", type=float, default=600)
 
     p = add("serve", cmd_serve, "the HTTP API for support bots (OpenAPI at /openapi.json); off loopback "

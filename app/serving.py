@@ -110,9 +110,12 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
     # Ctrl-C and `kill` both stop the server cleanly (a shell's background job starts with SIGINT ignored).
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
-    print(f"starting vLLM for {options.model} (this takes a minute or two on a CPU)...", flush=True)
+    # the server's own output is kept (vLLM's errors are only there), by default beside the other state in var/
+    log = args.log or Path("var") / "log" / f"llm-serve-{options.port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"starting vLLM for {options.model} (this takes a minute or two on a CPU); its log: {log}", flush=True)
     try:
-        process = start_server(options, log=args.log, timeout_s=args.startup_timeout)
+        process = start_server(options, log=log, timeout_s=args.startup_timeout)
     except KeyboardInterrupt:
         print("stopped before the server was ready", file=sys.stderr)
         return 130
