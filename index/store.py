@@ -29,6 +29,7 @@ from index.config import HnswConfig, IndexConfig
 BATCH = 1000
 Space = Literal["text", "collab", "users"]  # the vector spaces a query can search
 _PART = {"text": "items", "collab": "collab", "users": "users"}
+_COLLAB_PARTS = ("collab", "collabq", "users")  # written together from the interactions
 Purpose = Literal["dataset", "eval", "train", "source"]  # source: another dataset's view (index.transfer)
 
 
@@ -169,7 +170,7 @@ class IndexStore:
     def sync_search_settings(self) -> None:
         """Give every collection the configured ef_search (a search setting: no rebuild needed). Chroma
         applies it in processes that open the collection afterwards, not in one that has it loaded."""
-        for part in ("items", "collab", "collabq", "users"):
+        for part in ("items", *_COLLAB_PARTS):
             with contextlib.suppress(IndexStateError):  # a part this index does not have (yet)
                 self._sync_search(self._collection(part))
 
@@ -235,7 +236,7 @@ class IndexStore:
 
     def reset_collab(self) -> None:
         """Drop the collaborative collections before they are written again."""
-        for part in ("collab", "collabq", "users"):
+        for part in _COLLAB_PARTS:
             self._drop(part)
 
     def add_collab(self, ids: Sequence[str], first: int, item_vectors: np.ndarray, query_vectors: np.ndarray,

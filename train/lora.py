@@ -156,10 +156,15 @@ class LoraTrainer(Generic[E]):
     def checkpoint_dir(self) -> Path:
         return self.out_dir / "checkpoint"
 
+    @property
+    def staging_dir(self) -> Path:
+        """Where the next checkpoint is written before it replaces `checkpoint_dir`."""
+        return self.out_dir / "checkpoint.partial"
+
     def _save_checkpoint(self, scheduler: Any) -> None:
         import torch
 
-        staging = self.out_dir / "checkpoint.partial"
+        staging = self.staging_dir
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         save_adapter(self.model, staging / "adapter")
@@ -175,7 +180,7 @@ class LoraTrainer(Generic[E]):
         from safetensors.torch import load_file
 
         state_path = self.checkpoint_dir / "state.json"
-        staged = self.out_dir / "checkpoint.partial"
+        staged = self.staging_dir
         if not state_path.exists() and (staged / "state.json").exists():
             # killed between removing the old checkpoint and renaming the new one: state.json is written
             # last, so the staged one is whole
