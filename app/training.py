@@ -1,4 +1,5 @@
-"""The recagent commands that fine-tune: `train rerank` (and, with it, what reproduces a shipped adapter)."""
+"""The recagent commands that fine-tune: `train rerank`, `train reply` and `train adapt` (the manifest keeps the
+command line, which reproduces a shipped adapter)."""
 
 from __future__ import annotations
 
@@ -45,10 +46,35 @@ def cmd_train_reply(args: argparse.Namespace) -> int:
     dataset = args.dataset or settings.data.dataset
     run = ReplyRun(dataset=dataset, out=args.out or Path("models") / dataset / "reply", examples=args.examples,
                    validation_examples=args.validation_examples, dialogues=args.dialogues,
-                   train=_train_settings(args), command=_command())
+                   init_adapter=args.init_adapter, train=_train_settings(args), command=_command())
     summary = run_reply(settings, run, progress=not args.quiet)
     print(json.dumps(summary))
     return 0
+
+
+def cmd_train_adapt(args: argparse.Namespace) -> int:
+    from train.adapt_data import AdaptDataConfig
+    from train.run import AdaptRun, run_adapt
+
+    settings = settings_from(args)
+    dataset = args.dataset or settings.data.dataset
+    run = AdaptRun(dataset=dataset, out=args.out or Path("models") / dataset / "adapt",
+                   data=AdaptDataConfig(examples=args.examples, validation_examples=args.validation_examples,
+                                        history_fraction=args.history_fraction, window=args.window,
+                                        seed=args.seed),
+                   train=_train_settings(args), command=_command())
+    summary = run_adapt(settings, run, progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
+def add_adapt_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, help="adapter folder (default models/DATASET/adapt)")
+    p.add_argument("--examples", type=int, default=2000, help="training texts (histories and catalog entries)")
+    p.add_argument("--validation-examples", type=int, default=100, help="held-out users' history texts")
+    p.add_argument("--history-fraction", type=float, default=0.7, help="share of training texts that are histories")
+    p.add_argument("--window", type=int, default=20, help="items per history text")
+    _loop_flags(p, lr=5e-4, eval_every=20, patience=3)
 
 
 def add_reply_flags(p: argparse.ArgumentParser) -> None:
@@ -56,6 +82,7 @@ def add_reply_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--examples", type=int, default=1500, help="training replies built")
     p.add_argument("--validation-examples", type=int, default=150)
     p.add_argument("--dialogues", type=Path, help="ReDial-format dialogues (default: the shared training sample)")
+    p.add_argument("--init-adapter", type=Path, help="start from this adapter (e.g. `train adapt`'s)")
     _loop_flags(p, lr=3e-4, eval_every=20, patience=3)
 
 

@@ -281,17 +281,22 @@ class CausalTextTask:
 
     The prompt and the target are tokenized apart, as at inference (where the prompt is tokenized alone
     and the model continues it); only the last target-length positions get logits (`logits_to_keep`).
+    With an empty prompt the whole target is learned (continued pretraining on plain text).
     """
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        self._start_id = int(start)
 
     def _batch(self, pairs: Sequence[tuple[str, str]]) -> tuple[Any, Any, int]:
         import torch
 
         rows, targets = [], []
         for prompt, target in pairs:
-            p = self.tokenizer(prompt)["input_ids"]
+            # an empty prompt (plain text to learn, as in domain adaptation) starts from the BOS token, so
+            # that the text's first token is predicted too
+            p = self.tokenizer(prompt)["input_ids"] if prompt else [self._start_id]
             t = self.tokenizer(target, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
             rows.append(p + t)
             targets.append(len(t))

@@ -27,6 +27,7 @@ from agent.respond import Grounding, reply_prompt
 from agent.turn import reply_request
 from core.labels import LABELS
 from prompts.loader import PromptTemplate
+from train.jsonl import read_examples, write_examples
 
 _MENTION = re.compile(r"@(\d+)")
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
@@ -254,12 +255,8 @@ def reply_examples(agent: Agent, template: PromptTemplate, dialogues_path: Path,
 
 
 def save_reply_examples(path: Path, examples: Sequence[ReplyExample]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text("".join(json.dumps(e.__dict__) + "\n" for e in examples), encoding="utf-8")
-    partial.replace(path)
+    write_examples(path, examples)
 
 
 def load_reply_examples(path: Path) -> list[ReplyExample]:
-    with path.open(encoding="utf-8") as handle:
-        return [ReplyExample(**json.loads(line)) for line in handle if line.strip()]
+    return read_examples(path, lambda row: ReplyExample(**row))

@@ -37,6 +37,7 @@ from index.collab import user_histories
 from index.dataset import Dataset
 from index.embedder import Embedder
 from prompts.loader import PromptTemplate
+from train.jsonl import read_examples, write_examples
 
 Negatives = Literal["hard", "random", "mix"]
 
@@ -189,18 +190,11 @@ def validation_set(recommender: Recommender, cases: Sequence[Case], template: Pr
 
 
 def save_examples(path: Path, examples: Sequence[LabelExample]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    with partial.open("w", encoding="utf-8") as handle:
-        for example in examples:
-            handle.write(json.dumps(asdict(example)) + "\n")
-    partial.replace(path)
+    write_examples(path, examples)
 
 
 def load_examples(path: Path) -> list[LabelExample]:
-    with path.open(encoding="utf-8") as handle:
-        return [LabelExample(**{**row, "candidates": tuple(row.get("candidates", ()))})
-                for row in map(json.loads, handle) if row]
+    return read_examples(path, lambda row: LabelExample(**{**row, "candidates": tuple(row.get("candidates", ()))}))
 
 
 def ndcg_from_slots(ranks: Sequence[int], k: int = 10) -> float:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from agent.settings import Settings
 from eval.harness import prepare
 from index.embedder import Embedder
 from prompts.loader import load_prompt
+from train.adapt_data import AdaptDataConfig
 from train.lora import TrainSettings, save_adapter
 from train.manifest import base_model_record, write_manifest
 from train.rerank import train_ranker
@@ -101,6 +104,7 @@ class ReplyRun:
     dialogues: Path | None = None  # ReDial training dialogues (requests and recommenders' sentences)
     validation_dialogues: Path | None = None
     prompt_version: int = 2
+    init_adapter: Path | None = None
     command: str | None = None
 
 
@@ -129,14 +133,9 @@ def run_reply(settings: Settings, run: ReplyRun, progress: bool = True, embedder
         save_reply_examples(cache / "valid.jsonl", validation)
     work = run.out.with_name(run.out.name + ".work")
     model_folder = resolve_model(settings.llm.model, settings.llm.model_cache)
-    trainer: LoraTrainer[ReplyExample] = LoraTrainer(model_folder, CausalTextTask, run.train, work, "neg_loss", key)
-    task: CausalTextTask = trainer.task  # type: ignore[assignment]
-
-    def evaluate(model: Any) -> dict[str, float]:
-        losses = [float(task.loss(model, validation[i:i + 4])) for i in range(0, len(validation), 4)]
-        return {"neg_loss": -float(sum(losses) / max(len(losses), 1))}
-
-    state = trainer.train(examples, evaluate, progress=progress, stop_after=stop_after)
+    trainer: LoraTrainer[ReplyExample] = LoraTrainer(model_folder, CausalTextTask, run.train, work, "neg_loss", key,
+                                                     run.init_adapter)
+    state = trainer.train(examples, _held_out_loss(trainer, validation), progress=progress, stop_after=stop_after)
     finished = state.step >= state.total_steps or state.stopped_early
     summary: dict[str, Any] = {"examples": len(examples), "validation_examples": len(validation),
                                "evaluations": state.evaluations, "best_step": state.best_step, "steps": state.step,
@@ -150,14 +149,84 @@ def run_reply(settings: Settings, run: ReplyRun, progress: bool = True, embedder
 
     _, base = load_base(model_folder)
     save_adapter(PeftModel.from_pretrained(base, str(work / "best")), run.out, bf16=True)
-    sources: dict[str, int] = {}
-    for e in examples:
-        sources[e.source] = sources.get(e.source, 0) + 1
+    sources = dict(Counter(e.source for e in examples))
     write_manifest(run.out, {
         "task": "reply", "dataset": run.dataset, "data_hash": prepared.data_hash,
         "dialogues": [str(train_dialogues), str(valid_dialogues)],
         "base_model": base_model_record(model_folder, settings.llm.model), "prompt": template.id,
         "seed": run.train.seed, "train": asdict(run.train), "examples": len(examples), "examples_by_source": sources,
+        "init_adapter": str(run.init_adapter) if run.init_adapter else None,
+        "validation": {"best": next(e for e in state.evaluations if e["step"] == state.best_step),
+                       "zero_shot": state.evaluations[0], "examples": len(validation)},
+        "steps": state.step, "best_step": state.best_step, "train_seconds": summary["train_seconds"],
+        "command": run.command})
+    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _held_out_loss(trainer: Any, validation: Sequence[Any]) -> Callable[[Any], dict[str, float]]:
+    """The metric that chooses checkpoints of a text task: minus the mean loss on held-out texts."""
+    task = trainer.task
+
+    def evaluate(model: Any) -> dict[str, float]:
+        losses = [float(task.loss(model, validation[i:i + 4])) for i in range(0, len(validation), 4)]
+        return {"neg_loss": -float(sum(losses) / max(len(losses), 1))}
+
+    return evaluate
+
+
+@dataclass(frozen=True)
+class AdaptRun:
+    dataset: str
+    out: Path
+    train: TrainSettings
+    data: AdaptDataConfig = field(default_factory=AdaptDataConfig)
+    command: str | None = None
+
+
+def run_adapt(settings: Settings, run: AdaptRun, progress: bool = True,
+              stop_after: int | None = None) -> dict[str, Any]:
+    """Domain adaptation: continued pretraining of a LoRA on the catalog and the training histories as
+    text; the adapter it writes is the starting point of the task fine-tunes (`--init-adapter`)."""
+    from eval.protocols import PROTOCOLS
+    from index.loaders import load_dataset
+    from train.adapt_data import AdaptExample, adapt_texts, load_texts, save_texts
+    from train.lora import CausalTextTask, LoraTrainer
+
+    data = load_dataset(run.dataset, settings.data.data_dir)
+    data_hash = data.content_hash()
+    split = PROTOCOLS["loo"](data)
+    key = run.data.fingerprint(data_hash)
+    cache = Path("var") / "train" / f"{run.dataset}-adapt-{key}"
+    if (cache / "train.jsonl").exists():
+        examples, validation = load_texts(cache / "train.jsonl"), load_texts(cache / "valid.jsonl")
+    else:
+        examples, validation = adapt_texts(split.train, run.data)
+        save_texts(cache / "valid.jsonl", validation)
+        save_texts(cache / "train.jsonl", examples)  # written last: its presence means the cache is whole
+    work = run.out.with_name(run.out.name + ".work")
+    model_folder = resolve_model(settings.llm.model, settings.llm.model_cache)
+    trainer: LoraTrainer[AdaptExample] = LoraTrainer(model_folder, CausalTextTask, run.train, work, "neg_loss", key)
+    state = trainer.train(examples, _held_out_loss(trainer, validation), progress=progress, stop_after=stop_after)
+    finished = state.step >= state.total_steps or state.stopped_early
+    summary: dict[str, Any] = {"examples": len(examples), "validation_examples": len(validation),
+                               "examples_by_source": dict(Counter(e.source for e in examples)),
+                               "evaluations": state.evaluations, "best_step": state.best_step, "steps": state.step,
+                               "total_steps": state.total_steps, "train_seconds": round(state.seconds, 1),
+                               "finished": finished, "examples_dir": str(cache)}
+    if not finished:
+        return summary
+    from peft import PeftModel
+
+    from train.lora import load_base
+
+    _, base = load_base(model_folder)
+    save_adapter(PeftModel.from_pretrained(base, str(work / "best")), run.out, bf16=False)
+    write_manifest(run.out, {
+        "task": "adapt", "dataset": run.dataset, "protocol": "loo", "data_hash": data_hash,
+        "base_model": base_model_record(model_folder, settings.llm.model), "seed": run.train.seed,
+        "data": asdict(run.data), "train": asdict(run.train), "examples": len(examples),
+        "examples_by_source": summary["examples_by_source"],
         "validation": {"best": next(e for e in state.evaluations if e["step"] == state.best_step),
                        "zero_shot": state.evaluations[0], "examples": len(validation)},
         "steps": state.step, "best_step": state.best_step, "train_seconds": summary["train_seconds"],
