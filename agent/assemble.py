@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -165,6 +166,12 @@ class Agent:
                 "backend": self.settings.llm.backend if self.llm else "none",
                 "rerank_adapter": self.rerank_adapter, "reply_adapter": self.reply_adapter, "prompts": self.prompts,
                 "rerank_blend": self.reranker.blend if self.reranker else None}
+
+    def warm(self) -> float:
+        """Load what turns would load lazily (servers call this before they accept requests); seconds taken."""
+        started = time.perf_counter()
+        self.conversations.warm()
+        return time.perf_counter() - started
 
     def close(self) -> None:
         if self.llm is not None:

@@ -100,6 +100,15 @@ class ConversationAgent:
     def recommender(self) -> Recommender:
         return self.pipeline.recommender
 
+    def warm(self) -> None:
+        """Load what the first turns would otherwise load on the way (the encoder, the catalog's text
+        vectors, the constraint values' embeddings), so that no user's turn pays for it."""
+        self.pipeline.index.warm()
+        encoder = self.recommender.context.encoder
+        if encoder is not None:
+            encoder.encode_query("warm up")
+        self.vocabulary.warm()
+
     # conversations -----------------------------------------------------------------------------
 
     def create(self, user: str | None = None) -> ConversationState:

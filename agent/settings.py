@@ -77,6 +77,17 @@ class ApiConfig(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
     shutdown_grace_s: float = Field(10.0, ge=0, description="how long SIGTERM waits for turns in progress")
 
+    compute_threads: int | None = Field(
+        None, ge=1, description="torch threads in `recagent serve`/`mcp`; default: 1 with a served model or none "
+                                "(the process only encodes short queries, many turns at once, beside the model "
+                                "server), torch's own default with the in-process model")
+
+    def torch_threads(self, in_process_llm: bool) -> int | None:
+        """The torch thread count a server process sets (None: leave torch's default)."""
+        if self.compute_threads is not None:
+            return self.compute_threads
+        return None if in_process_llm else 1
+
     def turn_threads(self, served_llm: bool) -> int:
         if self.turn_workers is not None:
             return self.turn_workers

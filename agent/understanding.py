@@ -163,6 +163,13 @@ class CatalogVocabulary:
         vectors = self.encoder.encode_many([value for _, value in common]) if common else np.zeros((0, 1))
         return common, vectors
 
+    def warm(self) -> None:
+        """Compute what the first message naming no exact value would otherwise wait for."""
+        _ = self._value_keys
+        if self.encoder is not None and self._value_of:
+            with self._embed_lock:
+                _ = self._value_vectors
+
     def family(self, attribute: str, value: str) -> list[str]:
         """The value and every value of the attribute that contains all its words ("metal" -> "death metal")."""
         words = set(key(value).split())

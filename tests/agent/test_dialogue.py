@@ -130,3 +130,20 @@ def test_movie_words_constrain_nothing_on_a_music_catalog(lastfm_agent: Agent) -
     catalog_tags = {t for e in lastfm_agent.index.entries.values() for t in e.attributes.get("tags", [])}
     assert set(constraints.get("tags", [])) <= catalog_tags
     assert len(reply.items) == 5
+
+
+def test_warm_loads_what_the_first_turns_would(small_index: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    """A fresh agent loads the encoder, the text vectors and the constraint values' embeddings on the way of
+    its first turns; warm() does it before, and the turns then reuse what it loaded."""
+    agent = build_agent(small_index, llm=None, embedder=embedder,
+                        conversations=open_conversation_store(
+                            ConversationsConfig(url=f"sqlite:///{tmp_path / 'c.sqlite3'}"), "movies-small"))
+    dialogue = agent.conversations
+    assert "text_vectors" not in agent.index.__dict__ and "_value_vectors" not in dialogue.vocabulary.__dict__
+    assert agent.warm() > 0
+    vectors, values = agent.index.__dict__["text_vectors"], dialogue.vocabulary.__dict__["_value_vectors"]
+    assert len(vectors) == len(agent.index.entries) and len(values[0]) > 10
+    state = dialogue.create()
+    reply = dialogue.respond(state.id, "Something like Toy Story, but spooky")  # a title and an embedded phrase
+    assert reply.items
+    assert agent.index.__dict__["text_vectors"] is vectors and dialogue.vocabulary.__dict__["_value_vectors"] is values

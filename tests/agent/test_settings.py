@@ -44,3 +44,10 @@ def test_environment_json_and_aliases() -> None:
     assert settings.data.dataset == "ml-100k"
     with pytest.raises(SettingsError, match="invalid JSON"):
         load_settings(environ={"RECAGENT_RETRIEVAL__FUSION_WEIGHTS": "{oops"})
+
+
+def test_server_compute_threads() -> None:
+    api = load_settings(environ={}).api
+    assert api.torch_threads(in_process_llm=True) is None  # the in-process model uses every core
+    assert api.torch_threads(in_process_llm=False) == 1  # beside a model server: one thread per turn
+    assert load_settings(environ={"RECAGENT_API__COMPUTE_THREADS": "3"}).api.torch_threads(False) == 3
