@@ -179,6 +179,18 @@ class Agent:
         self.conversations.store.close()
 
 
+def ready_to_serve(agent: Agent) -> float:
+    """What a server does before its first request: torch's thread count for its role (one thread per turn
+    beside a model server, whose busy core would otherwise stall every turn's encoder), and the parts turns
+    load lazily, so that no user's turn pays for them. Returns the seconds the warm-up took."""
+    threads = agent.settings.api.torch_threads(in_process_llm=agent.llm is not None and not agent.settings.llm.served)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return agent.warm()
+
+
 def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | None = FROM_SETTINGS,
                 embedder: Embedder | None = None, encoder: LazyEncoder | None = None,
                 index: LoadedIndex | None = None, conversations: ConversationStore | None = None,

@@ -6,13 +6,10 @@ import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.options import settings_from
 from core.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from agent.assemble import Agent
 
 
 def _token(settings: Any, host: str) -> str | None:
@@ -25,27 +22,16 @@ def _token(settings: Any, host: str) -> str | None:
     return token
 
 
-def _compute_threads(agent: Agent) -> None:
-    """A server beside its model server encodes short queries on many turn threads at once: one torch thread
-    each, instead of every turn spreading over every core (which stalls when the model server busies one)."""
-    threads = agent.settings.api.torch_threads(in_process_llm=agent.llm is not None and not agent.settings.llm.served)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from agent.assemble import build_agent
+    from agent.assemble import build_agent, ready_to_serve
     from ui.api import create_app
 
     settings = settings_from(args)
     token = _token(settings, args.host)
     agent = build_agent(settings)
-    _compute_threads(agent)
-    agent.warm()  # before the first request, so that no user's turn loads the encoder or the vectors
+    ready_to_serve(agent)
     app = create_app(agent, token=token)
     print(f"recagent API at http://{args.host}:{args.port} (OpenAPI schema at /openapi.json)", flush=True)
     stopped: list[int] = []
@@ -61,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """Index the dataset if needed (incremental), then open the Gradio chat."""
-    from agent.assemble import build_agent, indexed_datasets, make_configured_llm
+    from agent.assemble import Agent, build_agent, indexed_datasets, make_configured_llm, ready_to_serve
     from app.commands import cmd_index_build
     from ui.chat import build_ui, launch
 
@@ -75,7 +61,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     def agent_for(dataset: str) -> Agent:
         if dataset not in agents:
             agents[dataset] = build_agent(settings, dataset, llm=llm)
-            agents[dataset].warm()
+            ready_to_serve(agents[dataset])
         return agents[dataset]
 
     current = Path(settings.data.dataset).name
@@ -90,15 +76,14 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     """The agent as MCP tools: over stdio (a bot starts this command) or streamable HTTP at /mcp."""
     import contextlib
 
-    from agent.assemble import build_agent
+    from agent.assemble import build_agent, ready_to_serve
     from ui.mcp import build_mcp, http_app
 
     settings = settings_from(args)
     token = _token(settings, args.host) if args.transport == "http" else None
     with contextlib.redirect_stdout(sys.stderr):  # on stdio, stdout carries the protocol and nothing else
         agent = build_agent(settings)
-        _compute_threads(agent)
-        agent.warm()
+        ready_to_serve(agent)
     mcp = build_mcp(agent)
     if args.transport == "stdio":
         mcp.run("stdio")

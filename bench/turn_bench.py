@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from agent.assemble import Agent, build_agent, make_configured_llm
+from agent.assemble import Agent, build_agent, make_configured_llm, ready_to_serve
 from agent.events import Recommendation
 from agent.settings import Settings
 from core.processes import free_port, stop_process, wait_http
@@ -79,10 +79,10 @@ def _bare_reply(agent: Agent, repeats: int) -> list[float]:
 
 
 def _level(bases: list[str], level: int) -> dict[str, Any]:
-    """max(level, 3) turns, `level` at once, each on bases[n % len(bases)]."""
+    """max(level, one per message) turns, `level` at once, each on bases[n % len(bases)]."""
     started = time.perf_counter()
     with ThreadPoolExecutor(level) as pool:
-        results = list(pool.map(lambda n: _turn(bases[n % len(bases)], n), range(max(level, 3))))
+        results = list(pool.map(lambda n: _turn(bases[n % len(bases)], n), range(max(level, len(MESSAGES)))))
     wall = time.perf_counter() - started
     return {"turns": len(results), "wall_s": round(wall, 2), "turns_per_s": round(len(results) / wall, 3),
             "time_to_items": _p([r["items_s"] for r in results]),
@@ -98,6 +98,7 @@ def _one_backend(agent: Agent, levels: list[int]) -> dict[str, Any]:
 
     from ui.api import create_app
 
+    ready_to_serve(agent)  # as `recagent serve` does before its first request
     server = uvicorn.Server(uvicorn.Config(create_app(agent), host="127.0.0.1", port=8477, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
