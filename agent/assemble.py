@@ -222,8 +222,11 @@ def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | No
         # the retriever-order blend chosen on validation for this adapter, unless set explicitly
         blend = settings.rerank.blend if "blend" in settings.rerank.model_fields_set or rerank_adapter is None \
             else float(adapter_manifest(adapters[rerank_adapter]).get("rerank_blend", 0.0))
-        reranker = LLMReranker(llm, index, rerank_prompt, settings.rerank.permutations,
-                               settings.rerank.history_window, settings.rerank.batch_size, rerank_adapter, blend)
+        if settings.rerank.enabled:
+            reranker = LLMReranker(llm, index, rerank_prompt, settings.rerank.permutations,
+                                   settings.rerank.history_window, settings.rerank.batch_size, rerank_adapter, blend)
+        else:
+            rerank_adapter, prompts = None, {"reply": reply_prompt.id}
         replier = ReplyWriter(llm, reply_prompt, list(index.titles.values()), index.noun, reply_adapter,
                               settings.reply.max_items, settings.reply.max_tokens)
     pipeline = TurnPipeline(recommender, reranker, replier, settings.rerank.candidates)

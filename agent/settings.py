@@ -42,6 +42,8 @@ class RetrievalConfig(BaseModel):
 class RerankConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    enabled: bool = Field(True, description="the LLM reorders the retrieved candidates; false: the retriever's order "
+                                            "(item cards without waiting for the LLM) and the LLM only writes replies")
     candidates: int = Field(20, ge=2, le=20, description="retrieved candidates the LLM reranks")
     permutations: int = Field(1, ge=1, description="orders each list is shown in, averaged (position bias)")
     history_window: int = Field(10, ge=1, description="most recent history titles in the prompt")

@@ -164,3 +164,19 @@ def test_streamed_reply_falls_back_to_the_template(small_agent: Agent) -> None:
     response = events[-1].response
     assert response.reply_by == "template" and response.fallback
     assert "".join(e.text for e in events if isinstance(e, DeltaEvent)) == response.reply
+
+
+def test_reranking_can_be_turned_off(small_agent: Agent) -> None:
+    """rerank.enabled = false: the retriever's order, the LLM is never asked to rank, and it still writes."""
+    from agent.settings import RerankConfig
+
+    def refuse(labels: Sequence[str]) -> dict[str, float]:
+        raise AssertionError("the LLM was asked to rank")
+
+    llm = ScriptedLLM(replies=["unused"], scores=refuse)
+    agent = agent_with_llm(small_agent, llm, rerank=RerankConfig(enabled=False))
+    assert agent.reranker is None and agent.pipeline.replier is not None
+    response = agent.pipeline.recommend(TurnRequest(history=tuple(STAR_WARS), k=5))
+    plain = _recommend(small_agent, None, history=tuple(STAR_WARS), k=5)
+    assert response.reranked_by == "retriever" and [i.id for i in response.items] == [i.id for i in plain.items]
+    assert llm.prompts  # the reply was still asked of the LLM
