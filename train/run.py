@@ -112,8 +112,7 @@ def run_reply(settings: Settings, run: ReplyRun, progress: bool = True, embedder
               stop_after: int | None = None) -> dict[str, Any]:
     """Train the reply adapter; checkpoints are chosen by the validation loss of held-out replies (from
     the ReDial validation sample's requests and other users)."""
-    from train.lora import CausalTextTask, LoraTrainer
-    from train.reply_data import ReplyExample, load_reply_examples, reply_examples, save_reply_examples
+    from train.reply_data import load_reply_examples, reply_examples, save_reply_examples
 
     template = load_prompt("reply", run.prompt_version)
     prepared = prepare(settings, run.dataset, "loo", progress=progress, embedder=embedder)
@@ -133,35 +132,53 @@ def run_reply(settings: Settings, run: ReplyRun, progress: bool = True, embedder
         save_reply_examples(cache / "valid.jsonl", validation)
     work = run.out.with_name(run.out.name + ".work")
     model_folder = resolve_model(settings.llm.model, settings.llm.model_cache)
-    trainer: LoraTrainer[ReplyExample] = LoraTrainer(model_folder, CausalTextTask, run.train, work, "neg_loss", key,
-                                                     run.init_adapter)
+    state, summary = _train_text(model_folder, run.train, work, key, examples, validation, cache, progress,
+                                 stop_after, run.init_adapter)
+    if not summary["finished"]:
+        return summary
+    _ship_text_adapter(model_folder, work, run.out, True, state, summary, {
+        "task": "reply", "dataset": run.dataset, "data_hash": prepared.data_hash,
+        "dialogues": [str(train_dialogues), str(valid_dialogues)],
+        "base_model": base_model_record(model_folder, settings.llm.model), "prompt": template.id,
+        "seed": run.train.seed, "train": asdict(run.train), "examples": len(examples),
+        "examples_by_source": summary["examples_by_source"],
+        "init_adapter": str(run.init_adapter) if run.init_adapter else None, "command": run.command})
+    return summary
+
+
+def _train_text(model_folder: str, settings: TrainSettings, work: Path, key: str, examples: Sequence[Any],
+                validation: Sequence[Any], cache: Path, progress: bool, stop_after: int | None,
+                init_adapter: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """Train a text task (reply, adapt): checkpoints chosen by the held-out loss; the state and the summary."""
+    from train.lora import CausalTextTask, LoraTrainer
+
+    trainer: LoraTrainer[Any] = LoraTrainer(model_folder, CausalTextTask, settings, work, "neg_loss", key, init_adapter)
     state = trainer.train(examples, _held_out_loss(trainer, validation), progress=progress, stop_after=stop_after)
     finished = state.step >= state.total_steps or state.stopped_early
-    summary: dict[str, Any] = {"examples": len(examples), "validation_examples": len(validation),
-                               "evaluations": state.evaluations, "best_step": state.best_step, "steps": state.step,
-                               "total_steps": state.total_steps, "train_seconds": round(state.seconds, 1),
-                               "finished": finished, "examples_dir": str(cache)}
-    if not finished:
-        return summary
+    return state, {"examples": len(examples), "validation_examples": len(validation),
+                   "examples_by_source": dict(Counter(e.source for e in examples)),
+                   "evaluations": state.evaluations, "best_step": state.best_step, "steps": state.step,
+                   "total_steps": state.total_steps, "train_seconds": round(state.seconds, 1),
+                   "finished": finished, "examples_dir": str(cache)}
+
+
+def _ship_text_adapter(model_folder: str, work: Path, out: Path, bf16: bool, state: Any, summary: dict[str, Any],
+                       record: dict[str, Any]) -> None:
+    """Write a finished text run's best adapter to `out` with its manifest (`record` plus the validation and
+    step figures), and the summary beside the checkpoints."""
     from peft import PeftModel
 
     from train.lora import load_base
 
     _, base = load_base(model_folder)
-    save_adapter(PeftModel.from_pretrained(base, str(work / "best")), run.out, bf16=True)
-    sources = dict(Counter(e.source for e in examples))
-    write_manifest(run.out, {
-        "task": "reply", "dataset": run.dataset, "data_hash": prepared.data_hash,
-        "dialogues": [str(train_dialogues), str(valid_dialogues)],
-        "base_model": base_model_record(model_folder, settings.llm.model), "prompt": template.id,
-        "seed": run.train.seed, "train": asdict(run.train), "examples": len(examples), "examples_by_source": sources,
-        "init_adapter": str(run.init_adapter) if run.init_adapter else None,
-        "validation": {"best": next(e for e in state.evaluations if e["step"] == state.best_step),
-                       "zero_shot": state.evaluations[0], "examples": len(validation)},
-        "steps": state.step, "best_step": state.best_step, "train_seconds": summary["train_seconds"],
-        "command": run.command})
+    save_adapter(PeftModel.from_pretrained(base, str(work / "best")), out, bf16=bf16)
+    write_manifest(out, {**record,
+                         "validation": {"best": next(e for e in state.evaluations if e["step"] == state.best_step),
+                                        "zero_shot": state.evaluations[0],
+                                        "examples": summary["validation_examples"]},
+                         "steps": state.step, "best_step": state.best_step,
+                         "train_seconds": summary["train_seconds"]})
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
 
 
 def _held_out_loss(trainer: Any, validation: Sequence[Any]) -> Callable[[Any], dict[str, float]]:
@@ -190,8 +207,7 @@ def run_adapt(settings: Settings, run: AdaptRun, progress: bool = True,
     text; the adapter it writes is the starting point of the task fine-tunes (`--init-adapter`)."""
     from eval.protocols import PROTOCOLS
     from index.loaders import load_dataset
-    from train.adapt_data import AdaptExample, adapt_texts, load_texts, save_texts
-    from train.lora import CausalTextTask, LoraTrainer
+    from train.adapt_data import adapt_texts, load_texts, save_texts
 
     data = load_dataset(run.dataset, settings.data.data_dir)
     data_hash = data.content_hash()
@@ -206,30 +222,13 @@ def run_adapt(settings: Settings, run: AdaptRun, progress: bool = True,
         save_texts(cache / "train.jsonl", examples)  # written last: its presence means the cache is whole
     work = run.out.with_name(run.out.name + ".work")
     model_folder = resolve_model(settings.llm.model, settings.llm.model_cache)
-    trainer: LoraTrainer[AdaptExample] = LoraTrainer(model_folder, CausalTextTask, run.train, work, "neg_loss", key)
-    state = trainer.train(examples, _held_out_loss(trainer, validation), progress=progress, stop_after=stop_after)
-    finished = state.step >= state.total_steps or state.stopped_early
-    summary: dict[str, Any] = {"examples": len(examples), "validation_examples": len(validation),
-                               "examples_by_source": dict(Counter(e.source for e in examples)),
-                               "evaluations": state.evaluations, "best_step": state.best_step, "steps": state.step,
-                               "total_steps": state.total_steps, "train_seconds": round(state.seconds, 1),
-                               "finished": finished, "examples_dir": str(cache)}
-    if not finished:
+    state, summary = _train_text(model_folder, run.train, work, key, examples, validation, cache, progress,
+                                 stop_after)
+    if not summary["finished"]:
         return summary
-    from peft import PeftModel
-
-    from train.lora import load_base
-
-    _, base = load_base(model_folder)
-    save_adapter(PeftModel.from_pretrained(base, str(work / "best")), run.out, bf16=False)
-    write_manifest(run.out, {
+    _ship_text_adapter(model_folder, work, run.out, False, state, summary, {
         "task": "adapt", "dataset": run.dataset, "protocol": "loo", "data_hash": data_hash,
         "base_model": base_model_record(model_folder, settings.llm.model), "seed": run.train.seed,
         "data": asdict(run.data), "train": asdict(run.train), "examples": len(examples),
-        "examples_by_source": summary["examples_by_source"],
-        "validation": {"best": next(e for e in state.evaluations if e["step"] == state.best_step),
-                       "zero_shot": state.evaluations[0], "examples": len(validation)},
-        "steps": state.step, "best_step": state.best_step, "train_seconds": summary["train_seconds"],
-        "command": run.command})
-    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        "examples_by_source": summary["examples_by_source"], "command": run.command})
     return summary
