@@ -21,7 +21,7 @@ from agent.dialogue import ConversationAgent
 from agent.llm.backends import make_llm
 from agent.llm.base import LLM
 from agent.recommender import Recommender
-from agent.rerank import LLMReranker
+from agent.rerank import LikelihoodReranker, LLMReranker, Reranker
 from agent.respond import ReplyWriter
 from agent.settings import Settings
 from agent.store import ConversationStore, open_conversation_store
@@ -157,7 +157,7 @@ class Agent:
     prompts: dict[str, str] = field(default_factory=dict)
 
     @property
-    def reranker(self) -> LLMReranker | None:
+    def reranker(self) -> Reranker | None:
         return self.pipeline.reranker
 
     def describe(self) -> dict[str, Any]:
@@ -209,22 +209,26 @@ def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | No
     if llm is FROM_SETTINGS:
         llm = make_configured_llm(settings)
     recommender = Recommender(index, settings.retrieval, encoder, source_indexes(settings, index))
-    reranker = replier = None
+    reranker: Reranker | None = None
+    replier = None
     rerank_adapter = reply_adapter = None
     prompts: dict[str, str] = {}
     if llm is not None:
         adapters = settings.llm.adapters
-        rerank_adapter = settings.rerank.adapter if settings.rerank.adapter in adapters else None
+        prompt_name, wanted, window = settings.rerank.method_defaults
+        rerank_adapter = wanted if wanted in adapters else None
         reply_adapter = settings.reply.adapter if settings.reply.adapter in adapters else None
-        rerank_prompt = _prompt(settings, settings.rerank.prompt, settings.rerank.prompt_version, rerank_adapter)
+        rerank_prompt = _prompt(settings, prompt_name, settings.rerank.prompt_version, rerank_adapter)
         reply_prompt = _prompt(settings, settings.reply.prompt, settings.reply.prompt_version, reply_adapter)
         prompts = {"rerank": rerank_prompt.id, "reply": reply_prompt.id}
         # the retriever-order blend chosen on validation for this adapter, unless set explicitly
         blend = settings.rerank.blend if "blend" in settings.rerank.model_fields_set or rerank_adapter is None \
             else float(adapter_manifest(adapters[rerank_adapter]).get("rerank_blend", 0.0))
-        if settings.rerank.enabled:
-            reranker = LLMReranker(llm, index, rerank_prompt, settings.rerank.permutations,
-                                   settings.rerank.history_window, settings.rerank.batch_size, rerank_adapter, blend)
+        if settings.rerank.enabled and settings.rerank.method == "likelihood":
+            reranker = LikelihoodReranker(llm, index, rerank_prompt, window, rerank_adapter, blend)
+        elif settings.rerank.enabled:
+            reranker = LLMReranker(llm, index, rerank_prompt, settings.rerank.permutations, window,
+                                   settings.rerank.batch_size, rerank_adapter, blend)
         else:
             rerank_adapter, prompts = None, {"reply": reply_prompt.id}
         replier = ReplyWriter(llm, reply_prompt, list(index.titles.values()), index.noun, reply_adapter,

@@ -1,10 +1,15 @@
-"""Listwise reranking with a verbalizer (LlamaRec): one prompt per list, one forward pass, no generation.
+"""LLM reranking, two ways (`rerank.method`).
+
+`labels`: listwise reranking with a verbalizer (LlamaRec): one prompt per list, one forward pass, no generation.
 
 The candidates are labelled A, B, C, ... (core.labels); the log-probability of each label as the next
 token orders the whole list. Permutation averaging (optional) shows the list in several orders and
 averages each item's score, to cancel position bias. Every prompt of a batch goes to the backend in one
 call, so a vLLM server batches them. The prompt names the catalog's item noun, shows the user's request
 when there is one and, from version 3 on, the evidence the retriever has next to each title.
+
+`likelihood`: each candidate's title scored as the continuation of the user's history written as a
+sequence (`LikelihoodReranker`), with the adapter `recagent train adapt` trains on such sequences.
 """
 
 from __future__ import annotations
@@ -133,6 +138,8 @@ def rerank_inputs(index: LoadedIndex, lists: Sequence[RerankList], history_windo
 class LLMReranker:
     """Reranks candidate lists of catalog item ids with an LLM (and optionally a LoRA adapter), in batches."""
 
+    needs_history = False  # the prompt can carry the request alone
+
     def __init__(self, llm: LLM, index: LoadedIndex, template: PromptTemplate, permutations: int = 1,
                  history_window: int = 10, batch_size: int = 16, adapter: str | None = None,
                  blend: float = 0.0) -> None:
@@ -160,6 +167,60 @@ class LLMReranker:
                 progress(len(chunk))
         weight = self.blend if blend is None else blend
         return [blend_with_retriever(r, entry.candidates, weight) for r, entry in zip(results, lists, strict=True)]
+
+
+class LikelihoodReranker:
+    """Reranks by how likely the model finds each candidate's title as the next item of the user's history.
+
+    The prompt (`rerank_sequence`) writes the history as one sequence, the way `recagent train adapt` writes
+    the users' training sequences; each candidate's score is the mean log-probability of the tokens of
+    " <title>;" after it (the mean, not the sum, so that long titles are not penalised for their length).
+    One backend call per list: the in-process model computes the history once for all candidates. With no
+    history there is nothing to continue (`needs_history`): such a list keeps the retriever's order and
+    `scored` is 0. The request is not part of this prompt: it shapes the retrieval that made the list.
+    """
+
+    needs_history = True
+    permutations = 1  # one order: the candidates are scored each on its own
+
+    def __init__(self, llm: LLM, index: LoadedIndex, template: PromptTemplate, history_window: int = 19,
+                 adapter: str | None = None, blend: float = 0.0) -> None:
+        self.llm = llm
+        self.index = index
+        self.template = template
+        self.history_window = history_window
+        self.adapter = adapter
+        self.blend = blend
+
+    def prefix(self, history: Sequence[str]) -> str:
+        titles = self.index.titles
+        recent = [titles.get(i, i) for i in list(history)[-self.history_window:]]
+        return self.template.render(noun=self.index.noun, history=recent)
+
+    def rerank(self, lists: Sequence[RerankList], progress: Callable[[int], object] | None = None,
+               blend: float | None = None) -> list[RerankResult]:
+        """As `LLMReranker.rerank`."""
+        titles = self.index.titles
+        results = []
+        for entry in lists:
+            candidates = list(entry.candidates)
+            if not entry.history or len(candidates) < 2:
+                results.append(RerankResult(candidates, dict.fromkeys(candidates, 0.0), 0))
+            else:
+                scored = self.llm.continuation_logprobs(self.prefix(entry.history),
+                                                        [f" {titles.get(c, c)};" for c in candidates],
+                                                        adapter=self.adapter)
+                scores = {c: total / max(count, 1) for c, (total, count) in zip(candidates, scored, strict=True)}
+                order = sorted(range(len(candidates)), key=lambda i: (-scores[candidates[i]], i))
+                results.append(RerankResult([candidates[i] for i in order], scores, len(candidates)))
+            if progress:
+                progress(1)
+        weight = self.blend if blend is None else blend
+        return [blend_with_retriever(r, entry.candidates, weight) if r.scored else r
+                for r, entry in zip(results, lists, strict=True)]
+
+
+Reranker = LLMReranker | LikelihoodReranker
 
 
 def blend_with_retriever(result: RerankResult, retriever_order: Sequence[str], weight: float) -> RerankResult:

@@ -9,7 +9,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -44,15 +44,29 @@ class RerankConfig(BaseModel):
 
     enabled: bool = Field(True, description="the LLM reorders the retrieved candidates; false: the retriever's order "
                                             "(item cards without waiting for the LLM) and the LLM only writes replies")
+    method: Literal["labels", "likelihood"] = Field(
+        "labels", description="'labels': the candidates labelled A-T in one prompt, ordered by the label's "
+                              "log-probability (LlamaRec); 'likelihood': each title scored as the continuation "
+                              "of the user's history (the `train adapt` adapter)")
     candidates: int = Field(20, ge=2, le=20, description="retrieved candidates the LLM reranks")
-    permutations: int = Field(1, ge=1, description="orders each list is shown in, averaged (position bias)")
-    history_window: int = Field(10, ge=1, description="most recent history titles in the prompt")
+    permutations: int = Field(1, ge=1, description="orders each list is shown in, averaged (position bias; labels)")
+    history_window: int | None = Field(None, ge=1, description="most recent history titles in the prompt "
+                                                              "(default: 10 for labels, 19 for likelihood)")
     batch_size: int = Field(16, ge=1, description="prompts per backend call (the server batches them)")
-    prompt: str = "rerank_listwise"
+    prompt: str | None = Field(None, description="default: the method's (rerank_listwise, rerank_sequence)")
     prompt_version: int | None = Field(None, description="default: the adapter's own (its manifest), else the newest")
-    adapter: str | None = Field("rerank", description="llm.adapters entry used for ranking; absent: the base model")
-    blend: float = Field(0.0, ge=0.0, description="weight of the retriever's rank prior added to the LLM's label "
-                                                   "log-probabilities (0: the LLM's order alone)")
+    adapter: str | None = Field(None, description="llm.adapters entry used for ranking (default: the method's, "
+                                                  "'rerank' or 'adapt'); a name not among them: the base model")
+    blend: float = Field(0.0, ge=0.0, description="weight of the retriever's rank prior added to the LLM's "
+                                                   "scores (0: the LLM's order alone; default: the adapter's "
+                                                   "manifest, chosen on validation)")
+
+    @property
+    def method_defaults(self) -> tuple[str, str, int]:
+        """The prompt, adapter and history window this method uses unless they are set."""
+        prompt, adapter, window = (("rerank_sequence", "adapt", 19) if self.method == "likelihood"
+                                   else ("rerank_listwise", "rerank", 10))
+        return (self.prompt or prompt, self.adapter or adapter, self.history_window or window)
 
 
 class ReplyConfig(BaseModel):

@@ -24,7 +24,7 @@ from agent.events import (
 from agent.evidence import evidence_for
 from agent.llm.base import LLMError
 from agent.recommender import Candidate, Recommender
-from agent.rerank import LLMReranker, RerankList
+from agent.rerank import Reranker, RerankList
 from agent.respond import ReplyWriter, template_reply
 
 
@@ -58,7 +58,7 @@ def reply_request(index: LoadedIndex, query: str | None, seen: list[str]) -> str
 
 
 class TurnPipeline:
-    def __init__(self, recommender: Recommender, reranker: LLMReranker | None, replier: ReplyWriter | None,
+    def __init__(self, recommender: Recommender, reranker: Reranker | None, replier: ReplyWriter | None,
                  rerank_candidates: int = 20) -> None:
         self.recommender = recommender
         self.reranker = reranker
@@ -85,8 +85,8 @@ class TurnPipeline:
         head = ids[: self.rerank_candidates]
         if self.reranker is None:
             return ids, False, None
-        if len(head) < 2:
-            return ids, False, None  # nothing to reorder: not an LLM ranking, not a failure either
+        if len(head) < 2 or (self.reranker.needs_history and not retrieved.seen):
+            return ids, False, None  # nothing to reorder (or to rank by): not an LLM ranking, not a failure either
         try:
             result = self.reranker.rerank([RerankList(retrieved.seen, head, request.query)])[0]
         except LLMError as exc:

@@ -62,7 +62,7 @@ def cmd_train_adapt(args: argparse.Namespace) -> int:
                    data=AdaptDataConfig(examples=args.examples, validation_examples=args.validation_examples,
                                         history_fraction=args.history_fraction, window=args.window,
                                         seed=args.seed),
-                   train=_train_settings(args), command=_command())
+                   train=_train_settings(args), command=_command(), ranker_users=args.ranker_users)
     summary = run_adapt(settings, run, progress=not args.quiet)
     print(json.dumps(summary))
     return 0
@@ -74,6 +74,9 @@ def add_adapt_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validation-examples", type=int, default=100, help="held-out users' history texts")
     p.add_argument("--history-fraction", type=float, default=0.7, help="share of training texts that are histories")
     p.add_argument("--window", type=int, default=20, help="items per history text")
+    p.add_argument("--ranker-users", type=int, default=300,
+                   help="loo validation users the adapter is measured on as the likelihood ranker, which chooses "
+                        "its blend with the retriever's order (0: skip)")
     _loop_flags(p, lr=5e-4, eval_every=20, patience=3)
 
 

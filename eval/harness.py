@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from agent.assemble import Agent, build_agent, index_dataset, make_configured_llm
 from agent.llm.base import LLM
-from agent.rerank import RerankList
+from agent.rerank import RerankList, RerankResult, blend_with_retriever
 from agent.retrieval import BASE_GENERATORS, Ranked, Request, fused_lists, reciprocal_rank_fusion
 from agent.settings import Settings
 from core.errors import InvalidRequest
@@ -65,10 +65,15 @@ def llm_agent(prepared: Prepared, llm: LLM) -> Agent:
     return build_agent(base.settings, llm=llm, index=base.index, encoder=base.encoder)
 
 
-def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True) -> tuple[list[list[str]], list[list[str]]]:
+BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+
+def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True
+                 ) -> tuple[list[list[str]], list[list[str]], list[RerankResult]]:
     """The LLM ranker: the fused top-N (or the case's fixed candidates) reordered by the LLM.
 
-    Returns (reranked lists, the lists the LLM saw in retriever order).
+    Returns (reranked lists, the lists the LLM saw in retriever order, the LLM's own results before the
+    blend with the retriever's order).
     """
     assert agent.reranker is not None and agent.llm is not None
     fixed = bool(cases) and cases[0].candidates is not None
@@ -78,8 +83,21 @@ def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True) -> 
         shown = rank_cases(agent, cases, "fused", k=agent.settings.rerank.candidates, progress=progress)
     with tqdm(total=len(cases), desc=f"reranking ({agent.llm.name})", unit="user", disable=not progress) as bar:
         results = agent.reranker.rerank([RerankList(c.history, s) for c, s in zip(cases, shown, strict=True)],
-                                        bar.update, blend=0.0 if fixed else None)
-    return [r.order for r in results], shown
+                                        bar.update, blend=0.0)
+    weight = 0.0 if fixed else agent.reranker.blend
+    return [blend_with_retriever(r, s, weight).order for r, s in zip(results, shown, strict=True)], shown, results
+
+
+def blend_search(results: Sequence[RerankResult], shown: Sequence[Sequence[str]], cases: Sequence[Case],
+                 grid: Sequence[float] = BLEND_GRID) -> dict[str, Any]:
+    """ndcg@10 of the LLM's scores blended with the retriever's order at each weight of `grid` (no new LLM
+    call): on the validation split, where the blend is chosen (the adapter's manifest keeps it)."""
+    ndcg = {}
+    for weight in grid:
+        orders = [blend_with_retriever(r, s, weight).order for r, s in zip(results, shown, strict=True)]
+        ndcg[str(weight)] = round(float(per_user_metrics(orders, [{c.target} for c in cases])["ndcg@10"].mean()), 5)
+    best = max(grid, key=lambda w: (ndcg[str(w)], -w))
+    return {"ndcg@10": ndcg, "best": best}
 
 
 def git_commit() -> str:
@@ -114,10 +132,11 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
         if llm is None:
             raise InvalidRequest("the llm ranker needs an LLM (llm.backend is 'none')")
         agent = llm_agent(prepared, llm)
-        rankings, shown = rerank_cases(agent, cases, progress)
+        rankings, shown, raw = rerank_cases(agent, cases, progress)
         inside = [i for i, (c, s) in enumerate(zip(cases, shown, strict=True)) if c.target in s]
         extra = {"llm": {"backend": settings.llm.backend, "model": llm.name, "adapter": agent.rerank_adapter,
-                         "prompt": agent.prompts["rerank"], "permutations": settings.rerank.permutations,
+                         "method": settings.rerank.method, "prompt": agent.prompts["rerank"],
+                         "permutations": settings.rerank.permutations,
                          "blend": 0.0 if prepared.split.protocol == "candidates20" or agent.reranker is None
                          else agent.reranker.blend},
                  "users_target_in_candidates": len(inside),
@@ -125,6 +144,8 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
                                                           [cases[i] for i in inside], bootstrap),
                  "retriever_metrics_target_in_candidates": _metrics([shown[i] for i in inside],
                                                                     [cases[i] for i in inside], bootstrap)}
+        if prepared.split.protocol != "candidates20":
+            extra["blend_search"] = blend_search(raw, shown, cases)
     else:
         rankings = rank_cases(prepared.agent, cases, ranker, k=20, progress=progress)
     seconds = time.perf_counter() - started

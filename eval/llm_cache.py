@@ -49,7 +49,7 @@ class CachedLLM:
         self._fresh: set[str] = set()  # computed by prefetch, not yet read: reported as not cached
 
     def _key(self, operation: str, prompt: str, adapter: str | None, options: Any) -> str:
-        extra = [] if self._sampling is None or operation == "label_logprobs" else [self._sampling]
+        extra = [] if self._sampling is None or operation != "complete" else [self._sampling]
         payload = json.dumps([operation, self.name, adapter, prompt, options, *extra], ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -107,6 +107,12 @@ class CachedLLM:
                        adapter: str | None = None) -> list[dict[str, float]]:
         return [self._answer("label_logprobs", p, adapter, list(labels),
                              lambda p=p: self.inner.label_logprobs([p], labels, adapter=adapter)[0]) for p in prompts]
+
+    def continuation_logprobs(self, prefix: str, continuations: Sequence[str],
+                              adapter: str | None = None) -> list[tuple[float, int]]:
+        value = self._answer("continuation_logprobs", prefix, adapter, list(continuations),
+                             lambda: self.inner.continuation_logprobs(prefix, continuations, adapter=adapter))
+        return [(float(total), int(count)) for total, count in value]
 
     def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
                  adapter: str | None = None) -> list[str]:

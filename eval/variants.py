@@ -72,8 +72,10 @@ def variant_settings(settings: Settings, variant: Variant, kind: Kind) -> Settin
     update: dict[str, object] = {}
     if variant.prompt is not None:
         update.update(prompt=variant.prompt, prompt_version=variant.version)
-    if variant.model is not None:
-        update["adapter"] = None if variant.model == "base" else variant.model
+        if kind == "rerank":  # the prompt says how the list is scored
+            update["method"] = "likelihood" if variant.prompt == "rerank_sequence" else "labels"
+    if variant.model is not None:  # "base" is no adapter's name: the model without one
+        update["adapter"] = variant.model
     changed = section.model_copy(update=update)
     if kind == "rerank":
         return settings.model_copy(update={"rerank": changed.model_copy(update={"batch_size": 1})})

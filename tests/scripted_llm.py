@@ -1,5 +1,5 @@
 """A base for the scripted LLMs that test control flow: a subclass writes `complete`; the rest ranks in
-the retriever's order (the first label best), streams the completion in one piece and has no chat."""
+the retriever's order (the first label or continuation best), streams the completion in one piece and has no chat."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ class ScriptedLLM:
     def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],
                        adapter: str | None = None) -> list[dict[str, float]]:
         return [{label: -float(i) for i, label in enumerate(labels)} for _ in prompts]
+
+    def continuation_logprobs(self, prefix: str, continuations: Sequence[str],
+                              adapter: str | None = None) -> list[tuple[float, int]]:
+        return [(-float(i), 1) for i, _ in enumerate(continuations)]
 
     def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
                         adapter: str | None = None) -> Iterator[str]:

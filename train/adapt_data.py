@@ -18,6 +18,7 @@ from pathlib import Path
 
 from index.collab import user_histories
 from index.dataset import Dataset, Item
+from prompts.loader import load_prompt
 from train.jsonl import read_examples, write_examples
 
 
@@ -65,8 +66,9 @@ def catalog_text(item: Item, noun: str) -> str:
 
 
 def history_text(titles: Sequence[str], noun: str) -> str:
-    """A stretch of one user's sequence, oldest first."""
-    return f"A {noun} lover's {noun}s, in the order they came: " + "; ".join(titles) + "."
+    """A stretch of one user's sequence, oldest first, in the words of the likelihood ranker's prompt
+    (`rerank_sequence`), which then asks for the next title: "...: Heat (1995); Toy Story (1995)."."""
+    return f"{load_prompt('rerank_sequence').render(noun=noun, history=list(titles[:-1]))} {titles[-1]}."
 
 
 def adapt_texts(train: Dataset, config: AdaptDataConfig) -> tuple[list[AdaptExample], list[AdaptExample]]:

@@ -16,7 +16,7 @@ from index.embedder import Embedder
 from prompts.loader import load_prompt
 from train.adapt_data import AdaptDataConfig
 from train.lora import TrainSettings, save_adapter
-from train.manifest import base_model_record, write_manifest
+from train.manifest import base_model_record, read_manifest, write_manifest
 from train.rerank import train_ranker
 from train.rerank_data import (
     RerankDataConfig,
@@ -199,6 +199,7 @@ class AdaptRun:
     train: TrainSettings
     data: AdaptDataConfig = field(default_factory=AdaptDataConfig)
     command: str | None = None
+    ranker_users: int = 300  # loo validation users the likelihood ranker is measured on (0: not measured)
 
 
 def run_adapt(settings: Settings, run: AdaptRun, progress: bool = True,
@@ -226,9 +227,39 @@ def run_adapt(settings: Settings, run: AdaptRun, progress: bool = True,
                                  stop_after)
     if not summary["finished"]:
         return summary
-    _ship_text_adapter(model_folder, work, run.out, False, state, summary, {
-        "task": "adapt", "dataset": run.dataset, "protocol": "loo", "data_hash": data_hash,
-        "base_model": base_model_record(model_folder, settings.llm.model), "seed": run.train.seed,
-        "data": asdict(run.data), "train": asdict(run.train), "examples": len(examples),
-        "examples_by_source": summary["examples_by_source"], "command": run.command})
+    record = {"task": "adapt", "dataset": run.dataset, "protocol": "loo", "data_hash": data_hash,
+              "base_model": base_model_record(model_folder, settings.llm.model), "seed": run.train.seed,
+              "data": asdict(run.data), "train": asdict(run.train), "examples": len(examples),
+              "examples_by_source": summary["examples_by_source"], "command": run.command}
+    _ship_text_adapter(model_folder, work, run.out, False, state, summary, record)
+    if run.ranker_users:  # the adapter as the likelihood ranker; its blend with the retriever is chosen here
+        ranker = likelihood_ranker_validation(settings, run.dataset, run.out, run.ranker_users, progress)
+        summary["ranker_validation"] = ranker
+        write_manifest(run.out, {**read_manifest(run.out), "prompt": ranker["prompt"],
+                                 "rerank_blend": ranker["blend_search"]["best"], "ranker_validation": ranker})
     return summary
+
+
+def likelihood_ranker_validation(settings: Settings, dataset: str, adapter: Path, users: int,
+                                 progress: bool = True) -> dict[str, Any]:
+    """`rerank.method = likelihood` with this adapter, on the fused top-N of the first `users` loo validation
+    users (the in-process model): ndcg@10 of the retriever's order, of the ranker at each blend weight, and the
+    best weight, which the manifest keeps as the adapter's `rerank_blend`."""
+    from agent.llm.backends import make_llm
+    from eval.harness import blend_search, llm_agent, rerank_cases
+    from eval.metrics import per_user_metrics
+
+    ranking = settings.model_copy(update={
+        "llm": settings.llm.model_copy(update={"backend": "transformers", "adapters": {"adapt": str(adapter)}}),
+        "rerank": settings.rerank.model_copy(update={"method": "likelihood", "adapter": "adapt", "blend": 0.0})})
+    prepared = prepare(ranking, dataset, "loo", progress=progress)
+    cases = prepared.split.validation[:users]
+    llm = make_llm(ranking.llm)
+    try:
+        agent = llm_agent(prepared, llm)
+        _, shown, raw = rerank_cases(agent, cases, progress)
+    finally:
+        llm.close()
+    retriever = per_user_metrics(shown, [{c.target} for c in cases])["ndcg@10"].mean()
+    return {"users": len(cases), "prompt": agent.prompts["rerank"], "retriever_ndcg@10": round(float(retriever), 5),
+            "blend_search": blend_search(raw, shown, cases)}

@@ -82,6 +82,15 @@ class LLM(Protocol):
         """
         ...
 
+    def continuation_logprobs(self, prefix: str, continuations: Sequence[str],
+                              adapter: str | None = None) -> list[tuple[float, int]]:
+        """For each continuation of `prefix`: the summed log-probability of its tokens and how many there are.
+
+        Each continuation must start a token of its own (e.g. with a space after the prefix's last word), so
+        that `prefix + continuation` tokenizes as the prefix's tokens followed by the continuation's.
+        """
+        ...
+
     def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
                         adapter: str | None = None) -> Iterator[str]:
         """A completion of one prompt (as `complete`), as text pieces while they are generated. Closing the

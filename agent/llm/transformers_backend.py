@@ -98,6 +98,42 @@ class TransformersLLM:
         logprobs = torch.log_softmax(logits, dim=-1)[:, label_ids]
         return [{label: float(value) for label, value in zip(labels, row, strict=True)} for row in logprobs]
 
+    def continuation_logprobs(self, prefix: str, continuations: Sequence[str],
+                              adapter: str | None = None) -> list[tuple[float, int]]:
+        """One forward pass over the prefix, whose key/value cache every continuation then shares: the cost is
+        the prefix once plus the continuations' own tokens, not the prefix once per continuation."""
+        if not continuations:
+            return []
+        torch = self._torch
+        prefix_ids = self.tokenizer(prefix, return_tensors="pt").input_ids
+        if prefix_ids.shape[1] == 0:
+            raise LLMError("continuation_logprobs needs a non-empty prefix")
+        pieces = [self.tokenizer.encode(c, add_special_tokens=False) for c in continuations]
+        if not all(pieces):
+            raise LLMError("every continuation needs at least one token")
+        width = max(len(p) for p in pieces)
+        batch = torch.full((len(pieces), width), self.tokenizer.pad_token_id)
+        mask = torch.zeros((len(pieces), prefix_ids.shape[1] + width), dtype=torch.long)
+        mask[:, :prefix_ids.shape[1]] = 1
+        for row, ids in enumerate(pieces):
+            batch[row, :len(ids)] = torch.tensor(ids)
+            mask[row, prefix_ids.shape[1]:prefix_ids.shape[1] + len(ids)] = 1
+        with self._use(adapter), torch.inference_mode():
+            first = self.model(input_ids=prefix_ids, use_cache=True)
+            cache = first.past_key_values
+            cache.batch_repeat_interleave(len(pieces))
+            rest = self.model(input_ids=batch, attention_mask=mask, past_key_values=cache).logits.float()
+        opening = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
+        following = torch.log_softmax(rest, dim=-1)
+        out = []
+        for row, ids in enumerate(pieces):
+            total = float(opening[ids[0]])
+            if len(ids) > 1:
+                index = torch.tensor(ids[1:]).unsqueeze(1)
+                total += float(following[row, :len(ids) - 1].gather(1, index).sum())
+            out.append((total, len(ids)))
+        return out
+
     def _stopping(self, deadline: float, cancelled: threading.Event) -> Any:
         from transformers import StoppingCriteria, StoppingCriteriaList
 

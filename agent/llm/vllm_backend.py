@@ -80,6 +80,29 @@ class OpenAICompatibleLLM:
             out.append(scores)
         return out
 
+    def continuation_logprobs(self, prefix: str, continuations: Sequence[str],
+                              adapter: str | None = None) -> list[tuple[float, int]]:
+        """One request, one prompt per continuation, echoed with its tokens' log-probabilities (the OpenAI
+        completions API's `echo`); the tokens from the prefix's end on are the continuation's. (vLLM reads
+        no prefix cache for prompt log-probabilities, so each prompt is computed whole.)"""
+        if not continuations:
+            return []
+        body = {"model": self._model(adapter), "prompt": [prefix + c for c in continuations], "max_tokens": 1,
+                "temperature": 0.0, "echo": True, "logprobs": 0}
+        data = self._post("/v1/completions", body)
+        start = len(prefix)
+        out = []
+        for choice, continuation in zip(_choices(data, len(continuations)), continuations, strict=True):
+            logprobs = choice.get("logprobs") or {}
+            offsets, values = logprobs.get("text_offset") or [], logprobs.get("token_logprobs") or []
+            end = start + len(continuation)
+            picked = [v for o, v in zip(offsets, values, strict=False) if isinstance(o, int) and start <= o < end]
+            if not picked or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in picked):
+                raise LLMError(f"{self.config.url} returned no log-probabilities for the continuation "
+                               f"{continuation!r} (a server without `echo` support?)")
+            out.append((float(sum(picked)), len(picked)))
+        return out
+
     def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
                         adapter: str | None = None) -> Iterator[str]:
         body: dict[str, Any] = {"model": self._model(adapter), "prompt": prompt, "max_tokens": max_tokens,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import threading
 import time
@@ -61,6 +62,44 @@ def test_vllm_and_transformers_agree_on_label_order(vllm_config: LLMConfig, tran
         remote_order = sorted(wanted, key=lambda label: -remote[label])
         assert local_order == remote_order
         assert max(abs(local[label] - remote[label]) for label in wanted) < 0.05
+
+
+def _continuations() -> list[tuple[str, list[str]]]:
+    template = load_prompt("rerank_sequence")
+    return [(template.render(noun="movie", history=history), [f" {title};" for title in candidates])
+            for history, candidates in HISTORIES]
+
+
+def test_continuation_logprobs_equal_whole_sequences(transformers_llm: Any) -> None:
+    """The shared prefix cache gives what scoring each prefix + continuation on its own gives."""
+    import torch
+
+    tokenizer, model = transformers_llm.tokenizer, transformers_llm.model
+    for prefix, continuations in _continuations():
+        shared = transformers_llm.continuation_logprobs(prefix, continuations)
+        start = len(tokenizer(prefix).input_ids)
+        for continuation, (total, count) in zip(continuations, shared, strict=True):
+            ids = tokenizer(prefix + continuation, return_tensors="pt").input_ids
+            assert ids.shape[1] - start == count  # the prefix's tokens, then the continuation's
+            base = model.disable_adapter() if transformers_llm.adapters else contextlib.nullcontext()
+            with base, torch.inference_mode():  # the base model, as continuation_logprobs without an adapter
+                logprobs = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+            whole = sum(float(logprobs[t - 1, ids[0, t]]) for t in range(start, ids.shape[1]))
+            assert total < 0 and abs(total - whole) < 1e-3 * max(1.0, abs(whole)), (continuation, total, whole)
+    with pytest.raises(LLMError):
+        transformers_llm.continuation_logprobs("", [" Heat (1995);"])
+    assert transformers_llm.continuation_logprobs("A movie lover's movies", []) == []
+
+
+def test_vllm_and_transformers_agree_on_continuations(vllm_config: LLMConfig, transformers_llm: Any) -> None:
+    served = make_llm(vllm_config)
+    for prefix, continuations in _continuations():
+        local = transformers_llm.continuation_logprobs(prefix, continuations)
+        remote = served.continuation_logprobs(prefix, continuations)
+        assert [n for _, n in local] == [n for _, n in remote]  # the same tokens on both sides
+        mean_local, mean_remote = [t / n for t, n in local], [t / n for t, n in remote]
+        assert np.argsort(mean_local).tolist() == np.argsort(mean_remote).tolist()
+        assert max(abs(a - b) for a, b in zip(mean_local, mean_remote, strict=True)) < 0.05
 
 
 def test_batched_scores_equal_single_requests(vllm_config: LLMConfig) -> None:

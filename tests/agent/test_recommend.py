@@ -18,7 +18,8 @@ STAR_WARS = ["260", "1196"]
 
 
 class ScriptedLLM:
-    """Replays queued completions; label scores come from a function or an exception."""
+    """Replays queued completions; label scores come from a function or an exception (continuation scores
+    prefer the last candidate, or raise that exception)."""
 
     name = "scripted"
 
@@ -26,6 +27,7 @@ class ScriptedLLM:
         self.replies = list(replies)
         self.scores = scores
         self.prompts: list[str] = []
+        self.prefixes: list[str] = []
 
     def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
                  adapter: str | None = None) -> list[str]:
@@ -47,6 +49,13 @@ class ScriptedLLM:
         text = self.complete([prompt])[0]
         for start in range(0, len(text), 4):  # four characters at a time, like tokens
             yield text[start:start + 4]
+
+    def continuation_logprobs(self, prefix: str, continuations: Sequence[str],
+                              adapter: str | None = None) -> list[tuple[float, int]]:
+        self.prefixes.append(prefix)
+        if isinstance(self.scores, Exception):
+            raise self.scores
+        return [(float(i) - 30, 1) for i, _ in enumerate(continuations)]  # prefers the last: the reverse
 
     def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
         yield from ()
@@ -180,3 +189,47 @@ def test_reranking_can_be_turned_off(small_agent: Agent) -> None:
     plain = _recommend(small_agent, None, history=tuple(STAR_WARS), k=5)
     assert response.reranked_by == "retriever" and [i.id for i in response.items] == [i.id for i in plain.items]
     assert llm.prompts  # the reply was still asked of the LLM
+
+
+def test_likelihood_ranking_control_flow(small_agent: Agent) -> None:
+    """rerank.method = likelihood: titles scored as the history's continuation; a failure falls back; with no
+    history there is nothing to continue, so the retriever's order stands and nothing has failed."""
+    from agent.rerank import LikelihoodReranker
+    from agent.settings import RerankConfig
+
+    likelihood = RerankConfig(method="likelihood")
+    llm = ScriptedLLM(["[A] is a classic."])
+    agent = agent_with_llm(small_agent, llm, rerank=likelihood)
+    assert isinstance(agent.reranker, LikelihoodReranker) and agent.prompts["rerank"] == "rerank_sequence.v1"
+    plain = _recommend(small_agent, None, history=tuple(STAR_WARS), k=20)
+    response = agent.pipeline.recommend(TurnRequest(history=tuple(STAR_WARS), k=20))
+    assert response.reranked_by == "llm" and not response.fallback
+    assert [i.id for i in response.items] == [i.id for i in plain.items][::-1]
+    assert llm.prefixes and all(agent.index.titles[h] in llm.prefixes[0] for h in STAR_WARS)
+
+    cold = agent.pipeline.recommend(TurnRequest(query="space adventure", k=3))
+    assert cold.reranked_by == "retriever" and not cold.fallback and len(llm.prefixes) == 1
+
+    down = agent_with_llm(small_agent, ScriptedLLM(["x"], scores=LLMUnavailable("server down")), rerank=likelihood)
+    failed = down.pipeline.recommend(TurnRequest(history=tuple(STAR_WARS), k=4))
+    assert failed.fallback and failed.reranked_by == "retriever" and "server down" in (failed.fallback_reason or "")
+    assert [i.id for i in failed.items] == [i.id for i in plain.items][:4]
+
+
+def test_likelihood_ranking_with_the_real_model(small_agent: Agent, transformers_llm: Any) -> None:
+    """The real model's scores are the mean log-probability of each title after the history."""
+    from agent.rerank import RerankList
+    from agent.settings import RerankConfig
+
+    agent = agent_with_llm(small_agent, transformers_llm, rerank=RerankConfig(method="likelihood"))
+    assert agent.reranker is not None and agent.rerank_adapter == agent.settings.rerank.method_defaults[1]
+    candidates = [c.id for c in agent.recommender.candidates(history=STAR_WARS, k=8)]
+    result = agent.reranker.rerank([RerankList(STAR_WARS, candidates)], blend=0.0)[0]
+    assert sorted(result.order) == sorted(candidates) and result.scored == len(candidates)
+    titles = agent.index.titles
+    continuations = [f" {titles[c]};" for c in candidates]
+    direct = transformers_llm.continuation_logprobs(agent.reranker.prefix(STAR_WARS), continuations,
+                                                    adapter=agent.rerank_adapter)
+    assert [result.scores[c] for c in candidates] == pytest.approx([t / n for t, n in direct], abs=1e-4)
+    assert result.order == sorted(candidates, key=lambda c: -result.scores[c])
+    assert len(set(result.scores.values())) == len(candidates)  # the titles are told apart

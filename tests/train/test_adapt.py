@@ -59,12 +59,15 @@ def test_tiny_adapt_run_writes_an_adapter_a_task_starts_from(model_folder: Path,
     tiny = TrainSettings(lr=5e-3, micro_batch=2, grad_accum=1, max_steps=3, eval_every=3, patience=5, seed=0,
                          lora=LoraSettings(r=2, alpha=8, targets=("q_proj", "v_proj")))
     run = AdaptRun(dataset="movies-small", out=tmp_path / "adapt", train=tiny,
-                   data=AdaptDataConfig(examples=6, validation_examples=4, window=6))
+                   data=AdaptDataConfig(examples=6, validation_examples=4, window=6), ranker_users=4)
     summary = run_adapt(settings, run, progress=False)
     assert summary["finished"] and summary["steps"] == 3 and summary["examples"] == 6
     manifest = read_manifest(tmp_path / "adapt")
     assert manifest["task"] == "adapt" and manifest["dataset"] == "movies-small" and not verify(tmp_path / "adapt")
     assert manifest["validation"]["zero_shot"]["step"] == 0
+    ranker = manifest["ranker_validation"]  # measured as the likelihood ranker, which chose the blend
+    assert ranker["users"] == 4 and manifest["prompt"] == "rerank_sequence.v1"
+    assert manifest["rerank_blend"] == ranker["blend_search"]["best"] and "0.0" in ranker["blend_search"]["ndcg@10"]
 
     from train.adapt_data import load_texts
 
