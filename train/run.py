@@ -245,7 +245,7 @@ def likelihood_ranker_validation(settings: Settings, dataset: str, adapter: Path
     """`rerank.method = likelihood` with this adapter, on the fused top-N of the first `users` loo validation
     users (the in-process model): ndcg@10 of the retriever's order, of the ranker at each blend weight, and the
     best weight, which the manifest keeps as the adapter's `rerank_blend`."""
-    from agent.llm.backends import make_llm
+    from agent.assemble import make_configured_llm
     from eval.harness import blend_search, llm_agent, rerank_cases
     from eval.metrics import per_user_metrics
 
@@ -254,7 +254,8 @@ def likelihood_ranker_validation(settings: Settings, dataset: str, adapter: Path
         "rerank": settings.rerank.model_copy(update={"method": "likelihood", "adapter": "adapt", "blend": 0.0})})
     prepared = prepare(ranking, dataset, "loo", progress=progress)
     cases = prepared.split.validation[:users]
-    llm = make_llm(ranking.llm)
+    llm = make_configured_llm(ranking)
+    assert llm is not None  # the transformers backend, set above
     try:
         agent = llm_agent(prepared, llm)
         _, shown, raw = rerank_cases(agent, cases, progress)

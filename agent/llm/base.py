@@ -29,9 +29,11 @@ class Message(TypedDict):
 
 
 def shipped_adapters() -> dict[str, str]:
-    """The adapters trained on ml-latest-small that ship in models/, by name (those present)."""
+    """The adapters trained on ml-latest-small that ship in models/, by name (those present): the listwise
+    ranker, the reply writer and the domain-adapted model (the likelihood ranker's)."""
     folder = Path(__file__).resolve().parents[2] / "models" / "ml-latest-small"
-    return {name: str(folder / name) for name in ("rerank", "reply", "adapt") if (folder / name / "manifest.json").exists()}
+    return {name: str(folder / name) for name in ("rerank", "reply", "adapt")
+            if (folder / name / "manifest.json").exists()}
 
 
 class LLMConfig(BaseModel):

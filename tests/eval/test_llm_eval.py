@@ -30,6 +30,6 @@ def test_llm_ranker_on_candidates20_subset(data_dir: Path, tmp_path: Path, model
     assert result["protocol"] == "candidates20" and result["ranker"] == "llm" and result["subset"]
     assert result["users"] == 12 and result["users_target_in_candidates"] == 12  # the target is always shown
     assert result["llm"] == {"backend": "transformers", "model": "gemma-3-270m", "adapter": expected_adapter,
-                             "prompt": expected_prompt, "permutations": 2, "blend": 0.0}
+                             "method": "labels", "prompt": expected_prompt, "permutations": 2, "blend": 0.0}
     assert result["metrics"]["hit@20"]["value"] == 1.0  # a permutation of the 20 candidates
     assert 0.0 <= result["metrics"]["ndcg@10"]["value"] <= 1.0
