@@ -56,8 +56,8 @@ def test_only_the_index_names_collections() -> None:
 
 def test_one_composition_root() -> None:
     """Only agent/assemble.py constructs the runtime's parts."""
-    constructors = ("LoadedIndex(", "Recommender(", "TurnPipeline(", "ConversationAgent(", "LLMReranker(", "LikelihoodReranker(",
-                    "ReplyWriter(", "make_llm(", "chroma_client(")
+    constructors = ("LoadedIndex(", "Recommender(", "TurnPipeline(", "ConversationAgent(", "LLMReranker(",
+                    "LikelihoodReranker(", "ReplyWriter(", "make_llm(", "chroma_client(")
     found = []
     for package in ("agent", "ui", "eval", "bench", "app", "train"):
         for path in sorted((REPO / package).rglob("*.py")):
