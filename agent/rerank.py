@@ -225,7 +225,7 @@ Reranker = LLMReranker | LikelihoodReranker
 
 def blend_with_retriever(result: RerankResult, retriever_order: Sequence[str], weight: float) -> RerankResult:
     """The LLM's scores plus `weight` times the retriever's rank prior, -log(1 + rank): 0 keeps the LLM's
-    order; the weight is chosen on validation (`recagent tune --rerank-blend`)."""
+    order; the weight is chosen on validation by `train rerank` or `train adapt` (the adapter's manifest)."""
     if weight == 0.0:
         return result
     scores = {item: result.scores[item] - weight * np.log1p(rank) for rank, item in enumerate(retriever_order)}

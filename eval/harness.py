@@ -144,7 +144,7 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
                                                           [cases[i] for i in inside], bootstrap),
                  "retriever_metrics_target_in_candidates": _metrics([shown[i] for i in inside],
                                                                     [cases[i] for i in inside], bootstrap)}
-        if prepared.split.protocol != "candidates20":
+        if prepared.split.protocol != "candidates20" and split == "validation":  # where a blend may be chosen
             extra["blend_search"] = blend_search(raw, shown, cases)
     else:
         rankings = rank_cases(prepared.agent, cases, ranker, k=20, progress=progress)

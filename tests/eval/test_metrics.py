@@ -60,3 +60,22 @@ def test_bootstrap_interval_brackets_the_mean() -> None:
     assert low < 0.2 < high
     assert low > 0.1 and high < 0.3
     assert bootstrap_interval(np.ones(10)) == (1.0, 1.0)
+
+
+def test_blend_search_scores_every_weight_without_the_llm() -> None:
+    """The LLM's scores blended with the retriever's order at each weight; the best is the smallest of the
+    weights that score highest."""
+    from agent.rerank import RerankResult
+    from eval.harness import blend_search
+    from eval.protocols import Case
+
+    shown = [["a", "b", "c"], ["d", "e", "f"]]
+    # the LLM puts the first user's target second (a close call) and the second user's first
+    raw = [RerankResult(["b", "a", "c"], {"a": -1.5, "b": -1.0, "c": -3.0}, 3),
+           RerankResult(["f", "d", "e"], {"d": -2.0, "e": -2.5, "f": -0.5}, 3)]
+    cases = [Case("u1", [], [], "a"), Case("u2", [], [], "f")]
+    result = blend_search(raw, shown, cases, grid=(0.0, 1.0, 100.0))
+    ndcg = result["ndcg@10"]
+    assert ndcg["0.0"] == round((1 / np.log2(3) + 1.0) / 2, 5)  # the LLM's order alone
+    assert ndcg["100.0"] == round((1.0 + 1 / np.log2(4)) / 2, 5)  # the retriever's order
+    assert ndcg["1.0"] > ndcg["0.0"] and result["best"] == 1.0  # each user's target first
