@@ -165,8 +165,7 @@ class LLMReranker:
                                                     self.index.noun, self.history_window, self.adapter))
             if progress:
                 progress(len(chunk))
-        weight = self.blend if blend is None else blend
-        return [blend_with_retriever(r, entry.candidates, weight) for r, entry in zip(results, lists, strict=True)]
+        return blend_lists(results, lists, self.blend if blend is None else blend)
 
 
 class LikelihoodReranker:
@@ -215,12 +214,15 @@ class LikelihoodReranker:
                 results.append(RerankResult([candidates[i] for i in order], scores, len(candidates)))
             if progress:
                 progress(1)
-        weight = self.blend if blend is None else blend
-        return [blend_with_retriever(r, entry.candidates, weight) if r.scored else r
-                for r, entry in zip(results, lists, strict=True)]
+        return blend_lists(results, lists, self.blend if blend is None else blend)
 
 
 Reranker = LLMReranker | LikelihoodReranker
+
+
+def blend_lists(results: Sequence[RerankResult], lists: Sequence[RerankList], weight: float) -> list[RerankResult]:
+    """Each list's result blended with its retriever order (an unscored list, all scores equal, keeps that order)."""
+    return [blend_with_retriever(r, entry.candidates, weight) for r, entry in zip(results, lists, strict=True)]
 
 
 def blend_with_retriever(result: RerankResult, retriever_order: Sequence[str], weight: float) -> RerankResult:

@@ -39,6 +39,9 @@ class RetrievalConfig(BaseModel):
                     "'recagent eval tune' on ml-latest-small's validation split")
 
 
+RERANK_PROMPTS = {"labels": "rerank_listwise", "likelihood": "rerank_sequence"}  # each method's own prompt
+
+
 class RerankConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -64,9 +67,8 @@ class RerankConfig(BaseModel):
     @property
     def method_defaults(self) -> tuple[str, str, int]:
         """The prompt, adapter and history window this method uses unless they are set."""
-        prompt, adapter, window = (("rerank_sequence", "adapt", 19) if self.method == "likelihood"
-                                   else ("rerank_listwise", "rerank", 10))
-        return (self.prompt or prompt, self.adapter or adapter, self.history_window or window)
+        adapter, window = ("adapt", 19) if self.method == "likelihood" else ("rerank", 10)
+        return (self.prompt or RERANK_PROMPTS[self.method], self.adapter or adapter, self.history_window or window)
 
 
 class ReplyConfig(BaseModel):

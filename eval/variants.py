@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent.assemble import Agent, build_agent
-from agent.settings import Settings
+from agent.settings import RERANK_PROMPTS, Settings
 from core.errors import InvalidRequest
 from eval.llm_cache import CachedLLM
 
@@ -72,8 +72,8 @@ def variant_settings(settings: Settings, variant: Variant, kind: Kind) -> Settin
     update: dict[str, object] = {}
     if variant.prompt is not None:
         update.update(prompt=variant.prompt, prompt_version=variant.version)
-        if kind == "rerank":  # the prompt says how the list is scored
-            update["method"] = "likelihood" if variant.prompt == "rerank_sequence" else "labels"
+        if kind == "rerank":  # the prompt says how the list is scored (a prompt of one's own: labels)
+            update["method"] = {p: m for m, p in RERANK_PROMPTS.items()}.get(variant.prompt, "labels")
     if variant.model is not None:  # "base" is no adapter's name: the model without one
         update["adapter"] = variant.model
     changed = section.model_copy(update=update)
