@@ -119,16 +119,17 @@ class TransformersLLM:
             batch[row, :len(ids)] = torch.tensor(ids)
             mask[row, prefix_ids.shape[1]:prefix_ids.shape[1] + len(ids)] = 1
         with self._use(adapter), torch.inference_mode():
-            first = self.model(input_ids=prefix_ids, use_cache=True)
+            first = self.model(input_ids=prefix_ids, use_cache=True, logits_to_keep=1)  # only the next token's
             cache = first.past_key_values
             cache.batch_repeat_interleave(len(pieces))
-            rest = self.model(input_ids=batch, attention_mask=mask, past_key_values=cache).logits.float()
+            rest = self.model(input_ids=batch[:, :-1], attention_mask=mask[:, :-1],
+                              past_key_values=cache).logits.float() if width > 1 else None
         opening = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
-        following = torch.log_softmax(rest, dim=-1)
+        following = None if rest is None else torch.log_softmax(rest, dim=-1)
         out = []
         for row, ids in enumerate(pieces):
             total = float(opening[ids[0]])
-            if len(ids) > 1:
+            if len(ids) > 1 and following is not None:
                 index = torch.tensor(ids[1:]).unsqueeze(1)
                 total += float(following[row, :len(ids) - 1].gather(1, index).sum())
             out.append((total, len(ids)))
