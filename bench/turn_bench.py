@@ -186,8 +186,8 @@ def bench_turn(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                 out[backend] = _api_processes(settings, str(config.url), counts, levels)
                 continue
             assert base is not None
-            agent = build_agent(settings, llm=make_configured_llm(settings.model_copy(update={"llm": config})),
-                                index=base.index, encoder=base.encoder)
+            served = settings.model_copy(update={"llm": config})  # so the agent describes the backend it uses
+            agent = build_agent(served, llm=make_configured_llm(served), index=base.index, encoder=base.encoder)
             out[backend] = _one_backend(agent, levels)
         finally:
             if process is not None:
