@@ -1,5 +1,6 @@
 """Reranking 20 candidates by label log-probabilities (one forward pass) against generating the
-ranking as text for the same lists, per backend; and the time to the first streamed reply token."""
+ranking as text for the same lists, per backend; the likelihood ranker on the same lists; and the time to
+the first streamed reply token."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from agent.assemble import Agent, build_agent, make_configured_llm
 from agent.llm.base import Message
 from agent.llm.model_files import resolve_model
-from agent.rerank import RerankInput, RerankList, render_prompt, rerank_inputs
+from agent.rerank import LikelihoodReranker, RerankInput, RerankList, render_prompt, rerank_inputs
 from agent.settings import Settings
 from core.labels import LABELS
 from prompts.loader import load_prompt
@@ -75,6 +76,24 @@ def _one_backend(agent: Agent, lists: list[RerankList], tokenizer: Any, max_toke
             "time_to_first_reply_token_s": round(first or float("nan"), 3)}
 
 
+def _likelihood(agent: Agent, lists: list[RerankList], tokenizer: Any) -> dict[str, Any]:
+    """The same lists through the likelihood ranker (`rerank.method = likelihood`): one call a list, the
+    history once and each candidate's title after it; tokens are the history's plus every title's."""
+    reranker = agent.reranker
+    assert isinstance(reranker, LikelihoodReranker)
+    reranker.rerank(lists[:1])  # warm-up
+    seconds, tokens = [], []
+    for entry in lists:
+        started = time.perf_counter()
+        reranker.rerank([entry])
+        seconds.append(time.perf_counter() - started)
+        titles = [agent.index.titles.get(c, c) for c in entry.candidates]
+        tokens.append(len(tokenizer(reranker.prefix(entry.history))["input_ids"])
+                      + sum(len(tokenizer(f" {t};", add_special_tokens=False)["input_ids"]) for t in titles))
+    return {"adapter": reranker.adapter, "prompt": reranker.template.id, **_stats(seconds),
+            "tokens_per_list": round(float(np.mean(tokens)), 1)}
+
+
 def bench_rerank(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
@@ -95,9 +114,15 @@ def bench_rerank(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
                                    timeout_s=900)
             config = config.model_copy(update={"url": f"http://127.0.0.1:{port}"})
         try:
-            agent = build_agent(settings, llm=make_configured_llm(settings.model_copy(update={"llm": config})),
-                                index=base.index, encoder=base.encoder)
+            served = settings.model_copy(update={"llm": config})
+            agent = build_agent(served, llm=make_configured_llm(served), index=base.index, encoder=base.encoder)
             out[backend] = _one_backend(agent, lists, tokenizer, args.max_tokens)
+            likely = served.model_copy(update={"rerank": served.rerank.model_copy(update={"method": "likelihood"})})
+            result = _likelihood(build_agent(likely, llm=agent.llm, index=base.index, encoder=base.encoder),
+                                 lists, tokenizer)
+            out[backend]["likelihood"] = result
+            out[backend]["p50_ratio_likelihood_over_labels"] = round(
+                result["p50_s"] / out[backend]["label_logprobs"]["p50_s"], 2)
         finally:
             if process is not None:
                 from agent.llm.serve import stop_server
