@@ -75,7 +75,8 @@ def test_continuation_logprobs_equal_whole_sequences(transformers_llm: Any) -> N
     import torch
 
     tokenizer, model = transformers_llm.tokenizer, transformers_llm.model
-    for prefix, continuations in _continuations():
+    one_token = ("A movie lover's movies, in the order they came:", [" the", " a", " and"])  # no second pass
+    for prefix, continuations in [*_continuations(), one_token]:
         shared = transformers_llm.continuation_logprobs(prefix, continuations)
         start = len(tokenizer(prefix).input_ids)
         for continuation, (total, count) in zip(continuations, shared, strict=True):
