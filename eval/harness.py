@@ -69,23 +69,32 @@ BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
 def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True
-                 ) -> tuple[list[list[str]], list[list[str]], list[RerankResult]]:
+                 ) -> tuple[list[list[str]], list[list[str]], list[list[str]], list[RerankResult]]:
     """The LLM ranker: the fused top-N (or the case's fixed candidates) reordered by the LLM.
 
-    Returns (reranked lists, the lists the LLM saw in retriever order, the LLM's own results before the
-    blend with the retriever's order).
+    Returns (reranked lists, the lists as the LLM saw them, the same candidates in the fused retriever's
+    order, the LLM's own results before the blend with that order). Fixed candidates are shown as the
+    protocol shuffled them and blended only with a `rerank.blend` set explicitly: the adapter's own blend
+    was chosen on the retriever's top N, not on random candidates.
     """
     assert agent.reranker is not None and agent.llm is not None
     fixed = bool(cases) and cases[0].candidates is not None
-    if fixed:  # shown as the protocol shuffled them: the LLM alone, so no retriever order to blend in
-        shown = [list(c.candidates or []) for c in cases]
-    else:
-        shown = rank_cases(agent, cases, "fused", k=agent.settings.rerank.candidates, progress=progress)
+    retriever = rank_cases(agent, cases, "fused", k=len(cases[0].candidates or []) if fixed
+                           else agent.settings.rerank.candidates, progress=progress)
+    shown = [list(c.candidates or []) for c in cases] if fixed else retriever
     with tqdm(total=len(cases), desc=f"reranking ({agent.llm.name})", unit="user", disable=not progress) as bar:
         results = agent.reranker.rerank([RerankList(c.history, s) for c, s in zip(cases, shown, strict=True)],
                                         bar.update, blend=0.0)
-    weight = 0.0 if fixed else agent.reranker.blend
-    return [blend_with_retriever(r, s, weight).order for r, s in zip(results, shown, strict=True)], shown, results
+    weight = rerank_blend(agent, fixed)
+    return ([blend_with_retriever(r, o, weight).order for r, o in zip(results, retriever, strict=True)],
+            shown, retriever, results)
+
+
+def rerank_blend(agent: Agent, fixed: bool) -> float:
+    """The weight of the retriever's order in the evaluated ranking (see rerank_cases)."""
+    if agent.reranker is None or (fixed and "blend" not in agent.settings.rerank.model_fields_set):
+        return 0.0
+    return agent.reranker.blend
 
 
 def blend_search(results: Sequence[RerankResult], shown: Sequence[Sequence[str]], cases: Sequence[Case],
@@ -132,20 +141,20 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
         if llm is None:
             raise InvalidRequest("the llm ranker needs an LLM (llm.backend is 'none')")
         agent = llm_agent(prepared, llm)
-        rankings, shown, raw = rerank_cases(agent, cases, progress)
+        rankings, shown, retriever, raw = rerank_cases(agent, cases, progress)
         inside = [i for i, (c, s) in enumerate(zip(cases, shown, strict=True)) if c.target in s]
+        fixed = prepared.split.protocol == "candidates20"
         extra = {"llm": {"backend": settings.llm.backend, "model": llm.name, "adapter": agent.rerank_adapter,
                          "method": settings.rerank.method, "prompt": agent.prompts["rerank"],
                          "permutations": settings.rerank.permutations,
-                         "blend": 0.0 if prepared.split.protocol == "candidates20" or agent.reranker is None
-                         else agent.reranker.blend},
+                         "blend": rerank_blend(agent, fixed)},
                  "users_target_in_candidates": len(inside),
                  "metrics_target_in_candidates": _metrics([rankings[i] for i in inside],
                                                           [cases[i] for i in inside], bootstrap),
-                 "retriever_metrics_target_in_candidates": _metrics([shown[i] for i in inside],
+                 "retriever_metrics_target_in_candidates": _metrics([retriever[i] for i in inside],
                                                                     [cases[i] for i in inside], bootstrap)}
-        if prepared.split.protocol != "candidates20" and split == "validation":  # where a blend may be chosen
-            extra["blend_search"] = blend_search(raw, shown, cases)
+        if split == "validation":  # where a blend may be chosen
+            extra["blend_search"] = blend_search(raw, retriever, cases)
     else:
         rankings = rank_cases(prepared.agent, cases, ranker, k=20, progress=progress)
     seconds = time.perf_counter() - started

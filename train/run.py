@@ -258,7 +258,7 @@ def likelihood_ranker_validation(settings: Settings, dataset: str, adapter: Path
     assert llm is not None  # the transformers backend, set above
     try:
         agent = llm_agent(prepared, llm)
-        _, shown, raw = rerank_cases(agent, cases, progress)
+        _, _, shown, raw = rerank_cases(agent, cases, progress)
     finally:
         llm.close()
     retriever = per_user_metrics(shown, [{c.target} for c in cases])["ndcg@10"].mean()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agent.assemble import adapter_prompt
 from agent.llm.base import shipped_adapters
+from eval.harness import BLEND_GRID
 from prompts.loader import available
 
 
@@ -33,3 +34,8 @@ def test_llm_ranker_on_candidates20_subset(data_dir: Path, tmp_path: Path, model
                              "method": "labels", "prompt": expected_prompt, "permutations": 2, "blend": 0.0}
     assert result["metrics"]["hit@20"]["value"] == 1.0  # a permutation of the 20 candidates
     assert 0.0 <= result["metrics"]["ndcg@10"]["value"] <= 1.0
+    # on validation the blend with the fused retriever's order of the same 20 candidates is searched; weight 0
+    # is the LLM alone, the figure above (candidates20 is blended only when rerank.blend is set)
+    search = result["blend_search"]
+    assert search["ndcg@10"]["0.0"] == result["metrics"]["ndcg@10"]["value"] and search["best"] in BLEND_GRID
+    assert len(search["ndcg@10"]) == len(BLEND_GRID)

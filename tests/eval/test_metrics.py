@@ -79,3 +79,22 @@ def test_blend_search_scores_every_weight_without_the_llm() -> None:
     assert ndcg["0.0"] == round((1 / np.log2(3) + 1.0) / 2, 5)  # the LLM's order alone
     assert ndcg["100.0"] == round((1.0 + 1 / np.log2(4)) / 2, 5)  # the retriever's order
     assert ndcg["1.0"] > ndcg["0.0"] and result["best"] == 1.0  # each user's target first
+
+
+def test_fixed_candidates_are_blended_only_with_an_explicit_weight() -> None:
+    """candidates20's random lists keep the LLM alone unless rerank.blend is set: the adapter's own blend was
+    chosen on the retriever's top N; the retriever's lists always get the agent's blend."""
+    from types import SimpleNamespace
+
+    from agent.settings import RerankConfig
+    from eval.harness import rerank_blend
+
+    adapter_blend = SimpleNamespace(reranker=SimpleNamespace(blend=1.0),
+                                    settings=SimpleNamespace(rerank=RerankConfig()))
+    assert rerank_blend(adapter_blend, fixed=True) == 0.0  # type: ignore[arg-type]
+    assert rerank_blend(adapter_blend, fixed=False) == 1.0  # type: ignore[arg-type]
+    explicit = SimpleNamespace(reranker=SimpleNamespace(blend=2.0),
+                               settings=SimpleNamespace(rerank=RerankConfig(blend=2.0)))
+    assert rerank_blend(explicit, fixed=True) == 2.0  # type: ignore[arg-type]
+    no_reranker = SimpleNamespace(reranker=None, settings=explicit.settings)
+    assert rerank_blend(no_reranker, fixed=False) == 0.0  # type: ignore[arg-type]
