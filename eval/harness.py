@@ -78,7 +78,7 @@ def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True
     was chosen on the retriever's top N, not on random candidates.
     """
     assert agent.reranker is not None and agent.llm is not None
-    fixed = bool(cases) and cases[0].candidates is not None
+    fixed = fixed_candidates(cases)
     retriever = rank_cases(agent, cases, "fused", k=len(cases[0].candidates or []) if fixed
                            else agent.settings.rerank.candidates, progress=progress)
     shown = [list(c.candidates or []) for c in cases] if fixed else retriever
@@ -88,6 +88,11 @@ def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True
     weight = rerank_blend(agent, fixed)
     return ([blend_with_retriever(r, o, weight).order for r, o in zip(results, retriever, strict=True)],
             shown, retriever, results)
+
+
+def fixed_candidates(cases: Sequence[Case]) -> bool:
+    """Whether the protocol gives each case its candidates (candidates20) instead of the retriever's top N."""
+    return bool(cases) and cases[0].candidates is not None
 
 
 def rerank_blend(agent: Agent, fixed: bool) -> float:
@@ -143,7 +148,7 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
         agent = llm_agent(prepared, llm)
         rankings, shown, retriever, raw = rerank_cases(agent, cases, progress)
         inside = [i for i, (c, s) in enumerate(zip(cases, shown, strict=True)) if c.target in s]
-        fixed = prepared.split.protocol == "candidates20"
+        fixed = fixed_candidates(cases)
         extra = {"llm": {"backend": settings.llm.backend, "model": llm.name, "adapter": agent.rerank_adapter,
                          "method": settings.rerank.method, "prompt": agent.prompts["rerank"],
                          "permutations": settings.rerank.permutations,
