@@ -68,14 +68,22 @@ def llm_agent(prepared: Prepared, llm: LLM) -> Agent:
 BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
-def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True
-                 ) -> tuple[list[list[str]], list[list[str]], list[list[str]], list[RerankResult]]:
+@dataclass(frozen=True)
+class Reranked:
+    """What the LLM ranker made of a set of cases."""
+
+    rankings: list[list[str]]  # the evaluated lists: the LLM's scores blended with the retriever's order
+    shown: list[list[str]]  # the lists as the LLM saw them
+    retriever: list[list[str]]  # the same candidates in the fused retriever's order
+    raw: list[RerankResult]  # the LLM's own results, before the blend
+    blend: float  # the weight of the retriever's order in `rankings`
+
+
+def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True) -> Reranked:
     """The LLM ranker: the fused top-N (or the case's fixed candidates) reordered by the LLM.
 
-    Returns (reranked lists, the lists as the LLM saw them, the same candidates in the fused retriever's
-    order, the LLM's own results before the blend with that order). Fixed candidates are shown as the
-    protocol shuffled them and blended only with a `rerank.blend` set explicitly: the adapter's own blend
-    was chosen on the retriever's top N, not on random candidates.
+    Fixed candidates are shown as the protocol shuffled them and blended only with a `rerank.blend` set
+    explicitly: the adapter's own blend was chosen on the retriever's top N, not on random candidates.
     """
     assert agent.reranker is not None and agent.llm is not None
     fixed = fixed_candidates(cases)
@@ -86,8 +94,8 @@ def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True
         results = agent.reranker.rerank([RerankList(c.history, s) for c, s in zip(cases, shown, strict=True)],
                                         bar.update, blend=0.0)
     weight = rerank_blend(agent, fixed)
-    return ([blend_with_retriever(r, o, weight).order for r, o in zip(results, retriever, strict=True)],
-            shown, retriever, results)
+    return Reranked([blend_with_retriever(r, o, weight).order for r, o in zip(results, retriever, strict=True)],
+                    shown, retriever, results, weight)
 
 
 def fixed_candidates(cases: Sequence[Case]) -> bool:
@@ -146,20 +154,20 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
         if llm is None:
             raise InvalidRequest("the llm ranker needs an LLM (llm.backend is 'none')")
         agent = llm_agent(prepared, llm)
-        rankings, shown, retriever, raw = rerank_cases(agent, cases, progress)
+        reranked = rerank_cases(agent, cases, progress)
+        rankings, shown, retriever = reranked.rankings, reranked.shown, reranked.retriever
         inside = [i for i, (c, s) in enumerate(zip(cases, shown, strict=True)) if c.target in s]
-        fixed = fixed_candidates(cases)
         extra = {"llm": {"backend": settings.llm.backend, "model": llm.name, "adapter": agent.rerank_adapter,
                          "method": settings.rerank.method, "prompt": agent.prompts["rerank"],
                          "permutations": settings.rerank.permutations,
-                         "blend": rerank_blend(agent, fixed)},
+                         "blend": reranked.blend},
                  "users_target_in_candidates": len(inside),
                  "metrics_target_in_candidates": _metrics([rankings[i] for i in inside],
                                                           [cases[i] for i in inside], bootstrap),
                  "retriever_metrics_target_in_candidates": _metrics([retriever[i] for i in inside],
                                                                     [cases[i] for i in inside], bootstrap)}
         if split == "validation":  # where a blend may be chosen
-            extra["blend_search"] = blend_search(raw, retriever, cases)
+            extra["blend_search"] = blend_search(reranked.raw, retriever, cases)
     else:
         rankings = rank_cases(prepared.agent, cases, ranker, k=20, progress=progress)
     seconds = time.perf_counter() - started

@@ -258,9 +258,9 @@ def likelihood_ranker_validation(settings: Settings, dataset: str, adapter: Path
     assert llm is not None  # the transformers backend, set above
     try:
         agent = llm_agent(prepared, llm)
-        _, _, shown, raw = rerank_cases(agent, cases, progress)
+        reranked = rerank_cases(agent, cases, progress)
     finally:
         llm.close()
-    retriever = per_user_metrics(shown, [{c.target} for c in cases])["ndcg@10"].mean()
+    retriever = per_user_metrics(reranked.retriever, [{c.target} for c in cases])["ndcg@10"].mean()
     return {"users": len(cases), "prompt": agent.prompts["rerank"], "retriever_ndcg@10": round(float(retriever), 5),
-            "blend_search": blend_search(raw, shown, cases)}
+            "blend_search": blend_search(reranked.raw, reranked.retriever, cases)}
