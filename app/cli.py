@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--served-name")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8311)
-    p.add_argument("--dtype", default="float32")
+    p.add_argument("--dtype", help="compute dtype (default: llm.dtype, float32; bfloat16 is faster on CPUs with AMX)")
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument("--max-logprobs", type=int, default=300)
     p.add_argument("--lora-modules", nargs="*", help="NAME=ADAPTER_DIR ... (default: llm.adapters; none: no LoRA)")

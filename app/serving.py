@@ -103,7 +103,8 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
     adapters = args.lora_modules if args.lora_modules is not None else [
         f"{name}={folder}" for name, folder in settings.llm.adapters.items()]
     options = ServeOptions(model=args.model, served_name=args.served_name, host=args.host, port=args.port,
-                           dtype=args.dtype, max_model_len=args.max_model_len, max_logprobs=args.max_logprobs,
+                           dtype=args.dtype or settings.llm.dtype, max_model_len=args.max_model_len,
+                           max_logprobs=args.max_logprobs,
                            lora_modules=adapters, extra_args=args.vllm_args or (),
                            model_cache=settings.llm.model_cache)
 

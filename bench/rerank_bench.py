@@ -13,6 +13,7 @@ import numpy as np
 from agent.assemble import Agent, build_agent, make_configured_llm
 from agent.llm.base import Message
 from agent.llm.model_files import resolve_model
+from agent.llm.serve import serving
 from agent.rerank import LikelihoodReranker, RerankInput, RerankList, render_prompt, rerank_inputs
 from agent.settings import Settings
 from core.labels import LABELS
@@ -103,17 +104,8 @@ def bench_rerank(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     out: dict[str, Any] = {"benchmark": "rerank", "lists": len(lists), "candidates": 20,
                            "generate_max_tokens": args.max_tokens}
     for backend in args.backends.split(","):
-        config = settings.llm.model_copy(update={"backend": backend})
-        process = None
-        if config.served and not args.llm_url:
-            from agent.llm.serve import ServeOptions, start_server
-
-            port = 8399
-            process = start_server(ServeOptions(model=settings.llm.model, port=port, model_cache=config.model_cache,
-                                                lora_modules=[f"{n}={f}" for n, f in config.adapters.items()]),
-                                   timeout_s=900)
-            config = config.model_copy(update={"url": f"http://127.0.0.1:{port}"})
-        try:
+        configured = settings.llm.model_copy(update={"backend": backend})
+        with serving(configured, 8399, own=not args.llm_url) as config:
             served = settings.model_copy(update={"llm": config})
             agent = build_agent(served, llm=make_configured_llm(served), index=base.index, encoder=base.encoder)
             out[backend] = _one_backend(agent, lists, tokenizer, args.max_tokens)
@@ -123,9 +115,4 @@ def bench_rerank(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
             out[backend]["likelihood"] = result
             out[backend]["p50_ratio_likelihood_over_labels"] = round(
                 result["p50_s"] / out[backend]["label_logprobs"]["p50_s"], 2)
-        finally:
-            if process is not None:
-                from agent.llm.serve import stop_server
-
-                stop_server(process)
     return out

@@ -27,6 +27,7 @@ import numpy as np
 
 from agent.assemble import Agent, build_agent, make_configured_llm, ready_to_serve
 from agent.events import Recommendation
+from agent.llm.serve import serving
 from agent.settings import Settings
 from core.processes import free_port, stop_process, wait_http
 
@@ -172,16 +173,8 @@ def bench_turn(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                                    "grounding check"}
     base = None if counts else build_agent(settings, llm=None)
     for backend in ["vllm"] if counts else args.backends.split(","):
-        config = settings.llm.model_copy(update={"backend": backend})
-        process = None
-        if config.served and not args.llm_url:
-            from agent.llm.serve import ServeOptions, start_server
-
-            process = start_server(ServeOptions(model=settings.llm.model, port=8398, model_cache=config.model_cache,
-                                                lora_modules=[f"{n}={f}" for n, f in config.adapters.items()]),
-                                   timeout_s=900)
-            config = config.model_copy(update={"url": "http://127.0.0.1:8398"})
-        try:
+        configured = settings.llm.model_copy(update={"backend": backend})
+        with serving(configured, 8398, own=not args.llm_url) as config:
             if counts:
                 out[backend] = _api_processes(settings, str(config.url), counts, levels)
                 continue
@@ -189,9 +182,4 @@ def bench_turn(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
             served = settings.model_copy(update={"llm": config})  # so the agent describes the backend it uses
             agent = build_agent(served, llm=make_configured_llm(served), index=base.index, encoder=base.encoder)
             out[backend] = _one_backend(agent, levels)
-        finally:
-            if process is not None:
-                from agent.llm.serve import stop_server
-
-                stop_server(process)
     return out

@@ -12,11 +12,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.llm.base import LLMUnavailable
+from agent.llm.base import LLMConfig, LLMUnavailable
 from agent.llm.model_files import DEFAULT_MODEL, SERVED_NAME, resolve_model
 
 
@@ -104,3 +104,21 @@ def stop_server(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> No
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@contextlib.contextmanager
+def serving(config: LLMConfig, port: int, own: bool = True, timeout_s: float = 900.0) -> Iterator[LLMConfig]:
+    """`config` pointed at a vLLM server for the block: when `own`, one started here (the configured model,
+    dtype and adapters, on `port`) and stopped after; otherwise the config as it is (an in-process backend,
+    or a server someone else runs at `config.url`). What the benchmarks use."""
+    if not (own and config.served):
+        yield config
+        return
+    process = start_server(ServeOptions(model=config.model, port=port, dtype=config.dtype,
+                                        model_cache=config.model_cache,
+                                        lora_modules=[f"{n}={f}" for n, f in config.adapters.items()]),
+                           timeout_s=timeout_s)
+    try:
+        yield config.model_copy(update={"url": f"http://127.0.0.1:{port}"})
+    finally:
+        stop_server(process)

@@ -14,7 +14,7 @@ import pytest
 
 from agent.llm.backends import make_llm
 from agent.llm.base import LLMConfig, LLMError, LLMUnavailable
-from agent.llm.serve import ServeOptions, server_command
+from agent.llm.serve import ServeOptions, server_command, serving
 from agent.rerank import RerankInput, build_prompts
 from conftest import free_port
 from core.labels import LABELS
@@ -207,11 +207,23 @@ def test_slow_and_garbage_servers(bad_server: tuple[str, type[_Handler]]) -> Non
 
 
 def test_serve_command_accepts_lora(model_folder: Any) -> None:
-    command = server_command(ServeOptions(lora_modules=["recs=/adapters/recs"], port=9000))
+    command = server_command(ServeOptions(lora_modules=["recs=/adapters/recs"], port=9000, dtype="bfloat16"))
     assert command[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     assert "--enable-lora" in command and "recs=/adapters/recs" in command
     assert command[command.index("--model") + 1] == str(model_folder)
     assert command[command.index("--max-logprobs") + 1] == "300"
+    assert command[command.index("--dtype") + 1] == "bfloat16"
+
+
+def test_serving_starts_nothing_for_an_in_process_or_external_llm() -> None:
+    """Benchmarks run their own server only for a served backend without --llm-url; otherwise the config
+    passes through as it is (no server, no new URL)."""
+    local = LLMConfig(backend="transformers")
+    with serving(local, 9001) as config:
+        assert config is local
+    external = LLMConfig(backend="vllm", url="http://127.0.0.1:9002", dtype="bfloat16")
+    with serving(external, 9001, own=False) as config:
+        assert config.url == "http://127.0.0.1:9002"
 
 
 def test_unknown_backend() -> None:
