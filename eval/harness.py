@@ -172,7 +172,12 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
         rankings = rank_cases(prepared.agent, cases, ranker, k=20, progress=progress)
     seconds = time.perf_counter() - started
     if rows is not None:
-        rows.extend(user_rows(ranker, cases, rankings, shown if ranker == "llm" else None))
+        user = user_rows(ranker, cases, rankings, shown if ranker == "llm" else None)
+        if ranker == "llm":  # what any other blend needs, offline: the LLM's own scores and the retriever's order
+            for row, result, order in zip(user, reranked.raw, retriever, strict=True):
+                row.update({"llm_scores": {item: float(result.scores[item]) for item in order},
+                            "retriever_order": list(order)})
+        rows.extend(user)
     return {"dataset": dataset, "protocol": prepared.split.protocol, "ranker": ranker, "split": split,
             "users": len(cases), "subset": bool(limit), "metrics": _metrics(rankings, cases, bootstrap), **extra,
             "counts": prepared.split.counts, "seconds": round(seconds, 2), "data_hash": prepared.data_hash,

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from agent.assemble import adapter_prompt
 from agent.llm.base import shipped_adapters
+from agent.rerank import RerankResult, blend_with_retriever
 from eval.harness import BLEND_GRID
+from eval.metrics import per_user_metrics
 from prompts.loader import available
 
 
@@ -39,3 +41,17 @@ def test_llm_ranker_on_candidates20_subset(data_dir: Path, tmp_path: Path, model
     search = result["blend_search"]
     assert search["ndcg@10"]["0.0"] == result["metrics"]["ndcg@10"]["value"] and search["best"] in BLEND_GRID
     assert len(search["ndcg@10"]) == len(BLEND_GRID)
+    # each user's row keeps the LLM's own scores and the retriever's order, so any blend is recomputed offline
+    # (here the searched ones, to the figure)
+    (run,) = (tmp_path / "runs").iterdir()
+    rows = [json.loads(line) for line in (run / "rows.jsonl").open()]
+    assert len(rows) == 12
+    for weight in (0.0, 1.0):
+        orders = [blend_with_retriever(RerankResult(row["retriever_order"], row["llm_scores"], 20),
+                                       row["retriever_order"], weight).order for row in rows]
+        if weight == 0.0:
+            orders = [sorted(order, key=lambda item, row=row: -row["llm_scores"][item])
+                      for order, row in zip(orders, rows, strict=True)]
+            assert [o[:20] for o in orders] == [row["ranked"] for row in rows]
+        ndcg = per_user_metrics(orders, [{row["target"]} for row in rows])["ndcg@10"].mean()
+        assert round(float(ndcg), 5) == search["ndcg@10"][str(weight)]
