@@ -97,11 +97,10 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def cmd_llm_serve(args: argparse.Namespace) -> int:
-    from agent.llm.serve import ServeOptions, start_server, stop_server
+    from agent.llm.serve import ServeOptions, lora_modules, start_server, stop_server
 
     settings = settings_from(args)
-    adapters = args.lora_modules if args.lora_modules is not None else [
-        f"{name}={folder}" for name, folder in settings.llm.adapters.items()]
+    adapters = args.lora_modules if args.lora_modules is not None else lora_modules(settings.llm.adapters)
     options = ServeOptions(model=args.model, served_name=args.served_name, host=args.host, port=args.port,
                            dtype=args.dtype or settings.llm.dtype, max_model_len=args.max_model_len,
                            max_logprobs=args.max_logprobs,

@@ -35,6 +35,11 @@ class ServeOptions:
     model_cache: Path | None = None
 
 
+def lora_modules(adapters: dict[str, str]) -> list[str]:
+    """vLLM's `--lora-modules` arguments for adapters by name: NAME=ADAPTER_DIR."""
+    return [f"{name}={folder}" for name, folder in adapters.items()]
+
+
 def server_command(options: ServeOptions) -> list[str]:
     model = resolve_model(options.model, options.model_cache)
     name = options.served_name or (SERVED_NAME if options.model == DEFAULT_MODEL else Path(model).name or model)
@@ -116,7 +121,7 @@ def serving(config: LLMConfig, port: int, own: bool = True, timeout_s: float = 9
         return
     process = start_server(ServeOptions(model=config.model, port=port, dtype=config.dtype,
                                         model_cache=config.model_cache,
-                                        lora_modules=[f"{n}={f}" for n, f in config.adapters.items()]),
+                                        lora_modules=lora_modules(config.adapters)),
                            timeout_s=timeout_s)
     try:
         yield config.model_copy(update={"url": f"http://127.0.0.1:{port}"})
