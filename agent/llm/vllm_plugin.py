@@ -2,12 +2,13 @@
 LoRA adapters cheap on vLLM's CPU build.
 
 The CPU build applies LoRA with PyTorch ops (`vllm.lora.ops.torch_ops`) that gather each token's adapter
-weights, `weights[indices]`, into a (tokens × out × rank) tensor before a batched matrix-vector product:
-for a 900-token ranking prompt that copies about 60 MB per projection per layer, and the shipped ranker
-took 7.5 s a list against 2 s for the base model (measured on vLLM CPU 0.32, one core). Here the same
-products are one matrix multiply per adapter present in the batch. Tokens without an adapter (index -1,
-"no LoRA" in vLLM's mapping) get nothing added; the gathering ops read index -1 as the last adapter slot,
-so a base-model request batched with adapter requests got that adapter's weights.
+weights, `weights[indices]`, into a (tokens × out × rank) tensor before a batched matrix-vector product,
+a copy that grows with the prompt's length in every projection of every layer: the shipped ranker took
+7.5 s a list against 2.2 s for the base model (vLLM CPU 0.32, one core, float32; the README's LLM
+section). Here the same products are one matrix multiply per adapter present in the batch. Tokens
+without an adapter (index -1, "no LoRA" in vLLM's mapping) get nothing added; the gathering ops read
+index -1 as the last adapter slot, so a base-model request batched with adapter requests got that
+adapter's weights.
 
 It changes nothing on a GPU (the GPU build runs Triton kernels, not these ops) and nothing when vLLM's
 CPU module has moved (it then logs why and leaves vLLM as it is). `VLLM_PLUGINS` can exclude it by name.
@@ -31,15 +32,19 @@ def lora_products(inputs: Any, weights: Any, indices: Any, dtype: Any) -> Any:
     inputs = inputs.to(dtype=dtype)
     out_dim = weights.shape[-2]
     indices = indices.view(-1)
+
+    def transposed(index: int) -> Any:  # (in × out); slots may carry a leading dimension of 1
+        return weights[index].reshape(out_dim, -1).to(dtype=dtype).t()
+
     present = [int(i) for i in torch.unique(indices).tolist()]
-    if len(present) == 1 and present[0] >= 0 and indices.numel() == inputs.shape[0]:
-        return inputs @ weights[present[0]].reshape(out_dim, -1).to(dtype=dtype).t()
+    if len(present) == 1 and present[0] >= 0 and indices.numel() == inputs.shape[0]:  # one adapter: no scatter
+        return inputs @ transposed(present[0])
     outputs = inputs.new_zeros((inputs.shape[0], out_dim))
     for index in present:
         if index < 0:
             continue
         rows = (indices == index).nonzero(as_tuple=True)[0]
-        outputs[rows] = inputs[rows] @ weights[index].reshape(out_dim, -1).to(dtype=dtype).t()
+        outputs[rows] = inputs[rows] @ transposed(index)
     return outputs
 
 
