@@ -46,12 +46,10 @@ def test_llm_ranker_on_candidates20_subset(data_dir: Path, tmp_path: Path, model
     (run,) = (tmp_path / "runs").iterdir()
     rows = [json.loads(line) for line in (run / "rows.jsonl").open()]
     assert len(rows) == 12
-    for weight in (0.0, 1.0):
-        orders = [blend_with_retriever(RerankResult(row["retriever_order"], row["llm_scores"], 20),
-                                       row["retriever_order"], weight).order for row in rows]
-        if weight == 0.0:
-            orders = [sorted(order, key=lambda item, row=row: -row["llm_scores"][item])
-                      for order, row in zip(orders, rows, strict=True)]
-            assert [o[:20] for o in orders] == [row["ranked"] for row in rows]
+    alone = [sorted(row["retriever_order"], key=lambda item, row=row: -row["llm_scores"][item]) for row in rows]
+    assert alone == [row["ranked"] for row in rows]
+    blended = [blend_with_retriever(RerankResult(alone_order, row["llm_scores"], 20), row["retriever_order"],
+                                    1.0).order for alone_order, row in zip(alone, rows, strict=True)]
+    for weight, orders in ((0.0, alone), (1.0, blended)):
         ndcg = per_user_metrics(orders, [{row["target"]} for row in rows])["ndcg@10"].mean()
         assert round(float(ndcg), 5) == search["ndcg@10"][str(weight)]
