@@ -192,23 +192,20 @@ class LikelihoodReranker:
         self.blend = blend
 
     def prefix(self, history: Sequence[str]) -> str:
-        titles = self.index.titles
-        recent = [titles.get(i, i) for i in list(history)[-self.history_window:]]
-        return self.template.render(noun=self.index.noun, history=recent)
+        return sequence_texts(self.index, self.template, history, (), self.history_window)[0]
 
     def rerank(self, lists: Sequence[RerankList], progress: Callable[[int], object] | None = None,
                blend: float | None = None) -> list[RerankResult]:
         """As `LLMReranker.rerank`."""
-        titles = self.index.titles
         results = []
         for entry in lists:
             candidates = list(entry.candidates)
             if not entry.history or len(candidates) < 2:
                 results.append(RerankResult(candidates, dict.fromkeys(candidates, 0.0), 0))
             else:
-                scored = self.llm.continuation_logprobs(self.prefix(entry.history),
-                                                        [f" {titles.get(c, c)};" for c in candidates],
-                                                        adapter=self.adapter)
+                prefix, continuations = sequence_texts(self.index, self.template, entry.history, candidates,
+                                                       self.history_window)
+                scored = self.llm.continuation_logprobs(prefix, continuations, adapter=self.adapter)
                 scores = {c: total / max(count, 1) for c, (total, count) in zip(candidates, scored, strict=True)}
                 order = sorted(range(len(candidates)), key=lambda i: (-scores[candidates[i]], i))
                 results.append(RerankResult([candidates[i] for i in order], scores, len(candidates)))
@@ -218,6 +215,16 @@ class LikelihoodReranker:
 
 
 Reranker = LLMReranker | LikelihoodReranker
+
+
+def sequence_texts(index: LoadedIndex, template: PromptTemplate, history: Sequence[str], candidates: Sequence[str],
+                   history_window: int = 19) -> tuple[str, list[str]]:
+    """The likelihood ranker's texts: the last `history_window` items written as one sequence, and each
+    candidate's continuation of it (" <title>;"). `recagent train rerank --objective likelihood` trains on
+    exactly these."""
+    titles = index.titles
+    recent = [titles.get(i, i) for i in list(history)[-history_window:]]
+    return template.render(noun=index.noun, history=recent), [f" {titles.get(c, c)};" for c in candidates]
 
 
 def blend_lists(results: Sequence[RerankResult], lists: Sequence[RerankList], weight: float) -> list[RerankResult]:

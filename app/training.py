@@ -29,9 +29,11 @@ def cmd_train_rerank(args: argparse.Namespace) -> int:
     dataset = args.dataset or settings.data.dataset
     run = RerankRun(
         dataset=dataset, out=args.out or Path("models") / dataset / "rerank", prompt_version=args.prompt_version,
-        validation_users=args.validation_users, init_adapter=args.init_adapter, keep=args.keep,
+        objective=args.objective, validation_users=args.validation_users, init_adapter=args.init_adapter,
+        keep=args.keep,
         data=RerankDataConfig(negatives=args.negatives, hard_fraction=args.hard_fraction, examples=args.examples,
                               per_user=args.per_user, folds=args.folds, request_fraction=args.request_fraction,
+                              history_window=args.history_window or (19 if args.objective == "likelihood" else 10),
                               seed=args.seed),
         train=_train_settings(args), command=_command())
     summary = run_rerank(settings, run, progress=not args.quiet)
@@ -91,6 +93,9 @@ def add_reply_flags(p: argparse.ArgumentParser) -> None:
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="adapter folder (default models/DATASET/rerank)")
+    p.add_argument("--objective", choices=["labels", "likelihood"], default="labels",
+                   help="the listwise ranker's label (rerank.method labels) or the likelihood ranker's titles "
+                        "(rerank.method likelihood; start it from the domain-adapted adapter with --init-adapter)")
     p.add_argument("--negatives", choices=["hard", "random", "mix"], default="mix")
     p.add_argument("--hard-fraction", type=float, default=0.5, help="share of hard lists with --negatives mix")
     p.add_argument("--examples", type=int, default=3000, help="training prefixes used (sampled)")
@@ -98,6 +103,8 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=5, help="user folds for leak-free hard negatives")
     p.add_argument("--request-fraction", type=float, default=0.2, help="examples given a request")
     p.add_argument("--prompt-version", type=int, default=3, help="rerank_listwise version (3 shows evidence)")
+    p.add_argument("--history-window", type=int,
+                   help="history items shown (default 10 for labels, 19 for likelihood: the agent's)")
     p.add_argument("--validation-users", type=int, help="score checkpoints on the first N validation users")
     p.add_argument("--init-adapter", type=Path, help="start from this adapter (e.g. a domain-adapted one)")
     p.add_argument("--keep", choices=["best", "last"], default="best",

@@ -1,8 +1,16 @@
-"""`recagent train rerank`: a LoRA ranker whose label log-probabilities order the candidates.
+"""`recagent train rerank`: a LoRA ranker, for either of the agent's two rerankers (`--objective`).
 
-The loss is the cross-entropy of the answer's label among the labels shown (a softmax restricted to
-those label tokens), at the last position only (`logits_to_keep=1`). Checkpoints are chosen by the
-validation ndcg@10 of the fused retriever's top 20 reranked: the way the agent uses the ranker.
+`labels` (the listwise ranker): the loss is the cross-entropy of the answer's label among the labels shown
+(a softmax restricted to those label tokens), at the last position only (`logits_to_keep=1`).
+
+`likelihood` (the likelihood ranker): each candidate scores the mean log-probability of its title's tokens
+after the history written as a sequence, exactly as `LikelihoodReranker` scores it; the loss is the
+cross-entropy of the answer among the list's scores. Domain adaptation (`train adapt`) teaches the model to
+continue such sequences; this teaches it to prefer the next item over the other candidates shown, hard
+negatives (the retriever's own top 20) included.
+
+Either way checkpoints are chosen by the validation ndcg@10 of the fused retriever's top 20 reranked: the
+way the agent uses the ranker.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import numpy as np
 
 from core.labels import LABELS
 from train.lora import LoraTrainer, TrainSettings, TrainState
-from train.rerank_data import LabelExample, ValidationSet
+from train.rerank_data import LabelExample, RankExample, SequenceExample, ValidationSet
 
 
 class LabelTask:
@@ -61,10 +69,40 @@ class LabelTask:
                 out.append(torch.log_softmax(row[: e.labels], dim=-1).cpu().numpy())
         return out
 
-    def ranks(self, model: Any, examples: Sequence[LabelExample], batch: int = 8) -> list[int]:
-        """The 0-based rank the model gives each example's answer (ties keep the shown order)."""
-        return [rank_of(row, e.target, 0.0) for row, e in zip(self.scores(model, examples, batch), examples,
-                                                              strict=True)]
+
+class SequenceTask:
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def list_scores(self, model: Any, example: SequenceExample) -> Any:
+        """Each candidate's mean title-token log-probability after the history (a tensor, in slot order)."""
+        import torch
+
+        from agent.llm.transformers_backend import continuation_token_logprobs
+
+        rows = continuation_token_logprobs(model, self.tokenizer, example.prefix, example.continuations)
+        return torch.stack([row.mean() for row in rows]).float()
+
+    def loss(self, model: Any, examples: Sequence[SequenceExample]) -> Any:
+        import torch
+
+        losses = [torch.nn.functional.cross_entropy(self.list_scores(model, e)[None, :],
+                                                    torch.tensor([e.target], device=next(model.parameters()).device))
+                  for e in examples]
+        return torch.stack(losses).mean()
+
+    def scores(self, model: Any, examples: Sequence[SequenceExample], batch: int = 8) -> list[np.ndarray]:
+        """The candidates' scores per example, as the agent's `LikelihoodReranker` computes them."""
+        return [self.list_scores(model, e).detach().cpu().numpy() for e in examples]
+
+
+RankTask = LabelTask | SequenceTask
+TASKS: dict[str, Callable[[Any], RankTask]] = {"labels": LabelTask, "likelihood": SequenceTask}
+
+
+def ranks(task: RankTask, model: Any, examples: Sequence[Any]) -> list[int]:
+    """The 0-based rank the model gives each example's answer (ties keep the shown order)."""
+    return [rank_of(row, e.target, 0.0) for row, e in zip(task.scores(model, examples), examples, strict=True)]
 
 
 def rank_of(scores: np.ndarray, target: int, blend: float) -> int:
@@ -94,17 +132,17 @@ def rank_metrics(ranks: Sequence[int], users: int) -> dict[str, float]:
             "ndcg@10_covered": float(ndcg.mean()) if len(ndcg) else 0.0}
 
 
-def train_ranker(model_folder: str, examples: Sequence[LabelExample], validation: ValidationSet,
+def train_ranker(model_folder: str, examples: Sequence[RankExample], validation: ValidationSet,
                  settings: TrainSettings, out_dir: Path, data_key: str, progress: bool = True,
-                 init_adapter: Path | None = None, stop_after: int | None = None
+                 init_adapter: Path | None = None, stop_after: int | None = None, objective: str = "labels"
                  ) -> tuple[TrainState, dict[str, Any]]:
     """Train; returns the final state and a summary (retriever and zero-shot validation figures included)."""
-    trainer: LoraTrainer[LabelExample] = LoraTrainer(model_folder, LabelTask, settings, out_dir, "ndcg@10",
-                                                     data_key, init_adapter)
-    task: LabelTask = trainer.task  # type: ignore[assignment]
+    trainer: LoraTrainer[Any] = LoraTrainer(model_folder, TASKS[objective], settings, out_dir, "ndcg@10",
+                                            data_key, init_adapter)
+    task: RankTask = trainer.task  # type: ignore[assignment]
 
     def evaluate(model: Any) -> dict[str, float]:
-        return rank_metrics(task.ranks(model, validation.examples), validation.users)
+        return rank_metrics(ranks(task, model, validation.examples), validation.users)
 
     started = time.perf_counter()
     state = trainer.train(examples, evaluate, progress=progress, stop_after=stop_after)
@@ -113,12 +151,12 @@ def train_ranker(model_folder: str, examples: Sequence[LabelExample], validation
                "retriever_validation": rank_metrics(validation.retriever_slots, validation.users),
                "evaluations": state.evaluations, "best_step": state.best_step, "steps": state.step,
                "total_steps": state.total_steps, "stopped_early": state.stopped_early,
-               "train_seconds": round(state.seconds, 1), "wall_seconds_this_process":
+               "objective": objective, "train_seconds": round(state.seconds, 1), "wall_seconds_this_process":
                round(time.perf_counter() - started, 1), "settings": asdict(settings)}
     return state, summary
 
 
-def _kinds(examples: Sequence[LabelExample]) -> dict[str, int]:
+def _kinds(examples: Sequence[RankExample]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for e in examples:
         counts[e.kind] = counts.get(e.kind, 0) + 1

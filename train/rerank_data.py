@@ -1,4 +1,8 @@
-"""Training and validation examples for the listwise ranker, from the training part of `loo` only.
+"""Training and validation examples for the rankers, from the training part of `loo` only.
+
+With a `rerank_listwise` template an example is a labelled prompt (`LabelExample`, the listwise ranker's);
+with `rerank_sequence` it is the history written as one sequence and each candidate's title as its
+continuation (`SequenceExample`, the likelihood ranker's). Both come from the same lists:
 
 Every example is a prefix of a user's *training* sequence: the history before position t and the item
 at t as the answer, shown among 19 other candidates (LlamaRec's recipe). Negatives are either random
@@ -20,7 +24,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -29,7 +33,7 @@ from agent.assemble import build_agent, index_dataset
 from agent.catalog import LoadedIndex
 from agent.evidence import candidate_facts
 from agent.recommender import Recommender
-from agent.rerank import RerankInput, render_prompt
+from agent.rerank import RerankInput, render_prompt, sequence_texts
 from agent.settings import Settings
 from core.labels import MAX_LABELLED
 from eval.protocols import Case, Split
@@ -52,6 +56,26 @@ class LabelExample:
     kind: str  # "hard" or "random"
     user: str
     candidates: tuple[str, ...] = ()  # the item ids shown, slot by slot
+
+
+@dataclass(frozen=True)
+class SequenceExample:
+    """A likelihood-ranker list: the history written as one sequence (`prefix`), each candidate's title as
+    its continuation, slot by slot, and the answer's slot `target`."""
+
+    prefix: str
+    continuations: tuple[str, ...]
+    target: int
+    kind: str
+    user: str
+    candidates: tuple[str, ...] = ()
+
+    @property
+    def labels(self) -> int:
+        return len(self.continuations)
+
+
+RankExample = LabelExample | SequenceExample
 
 
 @dataclass(frozen=True)
@@ -103,7 +127,12 @@ def _request_for(index: LoadedIndex, target: str, candidates: Sequence[str], rng
 
 
 def _example(index: LoadedIndex, template: PromptTemplate, history: Sequence[str], candidates: list[str],
-             target: str, kind: str, user: str, request: str | None, window: int) -> LabelExample:
+             target: str, kind: str, user: str, request: str | None, window: int) -> RankExample:
+    """The list rendered for the ranker the template is for: the likelihood ranker's sequence
+    (`rerank_sequence`, which shows no request) or a labelled listwise prompt."""
+    if template.name == "rerank_sequence":
+        prefix, continuations = sequence_texts(index, template, history, candidates, window)
+        return SequenceExample(prefix, tuple(continuations), candidates.index(target), kind, user, tuple(candidates))
     facts = candidate_facts(index, history, candidates)
     titles = index.titles
     item = RerankInput([titles[h] for h in history[-window:] if h in titles],
@@ -113,13 +142,13 @@ def _example(index: LoadedIndex, template: PromptTemplate, history: Sequence[str
 
 
 def training_examples(settings: Settings, split: Split, template: PromptTemplate, config: RerankDataConfig,
-                      embedder: Embedder | None = None, progress: bool = True) -> list[LabelExample]:
+                      embedder: Embedder | None = None, progress: bool = True) -> list[RankExample]:
     """Examples from prefixes of the training sequences, with hard, random or mixed negatives."""
     rng = random.Random(config.seed)
     train = split.train
     ids = list(train.items)
     histories = user_histories(train.interactions, ids)
-    examples: list[LabelExample] = []
+    examples: list[RankExample] = []
     for fold in range(config.folds):
         members = [h for h in histories if fold_of(h.user, config.folds) == fold]
         recommender = _fold_index(settings, train, fold, config.folds, embedder)
@@ -170,7 +199,7 @@ class ValidationSet:
     The others score 0 whatever the order, so metrics over all users are these times `covered / users`.
     """
 
-    examples: list[LabelExample]
+    examples: list[RankExample]
     users: int
     retriever_slots: list[int]  # the target's slot in the retriever's order (for its own metrics)
 
@@ -189,12 +218,18 @@ def validation_set(recommender: Recommender, cases: Sequence[Case], template: Pr
     return ValidationSet(examples, len(cases), slots)
 
 
-def save_examples(path: Path, examples: Sequence[LabelExample]) -> None:
+def save_examples(path: Path, examples: Sequence[RankExample]) -> None:
     write_examples(path, examples)
 
 
-def load_examples(path: Path) -> list[LabelExample]:
-    return read_examples(path, lambda row: LabelExample(**{**row, "candidates": tuple(row.get("candidates", ()))}))
+def load_examples(path: Path) -> list[RankExample]:
+    def make(row: dict[str, Any]) -> RankExample:
+        row = {**row, "candidates": tuple(row.get("candidates", ()))}
+        if "prefix" in row:
+            return SequenceExample(**{**row, "continuations": tuple(row["continuations"])})
+        return LabelExample(**row)
+
+    return read_examples(path, make)
 
 
 def ndcg_from_slots(ranks: Sequence[int], k: int = 10) -> float:

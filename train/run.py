@@ -34,7 +34,8 @@ class RerankRun:
     out: Path
     data: RerankDataConfig
     train: TrainSettings
-    prompt_version: int = 3
+    prompt_version: int = 3  # of rerank_listwise (the likelihood objective's prompt is rerank_sequence.v1)
+    objective: str = "labels"  # or "likelihood": which of the agent's rerankers the adapter is for
     validation_users: int | None = None  # None: every validation user
     init_adapter: Path | None = None
     command: str | None = None
@@ -44,7 +45,8 @@ class RerankRun:
 def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedder: Embedder | None = None,
                stop_after: int | None = None) -> dict[str, Any]:
     """Train the ranker adapter and write it to `run.out` with its manifest; returns the summary."""
-    template = load_prompt("rerank_listwise", run.prompt_version)
+    template = load_prompt("rerank_sequence", 1) if run.objective == "likelihood" else \
+        load_prompt("rerank_listwise", run.prompt_version)
     prepared = prepare(settings, run.dataset, "loo", progress=progress, embedder=embedder)
     key = run.data.fingerprint(template, prepared.data_hash)
     examples_path = Path("var") / "train" / f"{run.dataset}-rerank-{key}.jsonl"
@@ -59,7 +61,7 @@ def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedd
     work = run.out.with_name(run.out.name + ".work")
     model_folder = resolve_model(settings.llm.model, settings.llm.model_cache)
     state, summary = train_ranker(model_folder, examples, validation, run.train, work, key, progress,
-                                  run.init_adapter, stop_after)
+                                  run.init_adapter, stop_after, run.objective)
     finished = state.step >= state.total_steps or state.stopped_early
     summary.update({"finished": finished, "examples_file": str(examples_path)})
     if not finished:
@@ -68,7 +70,7 @@ def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedd
     from peft import PeftModel
 
     from train.lora import autocast, load_base
-    from train.rerank import LabelTask, choose_blend
+    from train.rerank import TASKS, choose_blend
 
     tokenizer, base = load_base(model_folder)
     kept_step = state.best_step if run.keep == "best" else state.step  # the last step is always evaluated
@@ -77,8 +79,10 @@ def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedd
     best_eval = next(e for e in state.evaluations if e["step"] == kept_step)
     best.eval()
     with torch.inference_mode(), autocast(run.train.bf16):  # the blend with the retriever's order, on validation
-        blend = choose_blend(LabelTask(tokenizer).scores(best, validation.examples), validation)
-    record = {"task": "rerank", "dataset": run.dataset, "protocol": "loo", "data_hash": prepared.data_hash,
+        task: Any = TASKS[run.objective](tokenizer)  # the task for the objective, whose examples these are
+        blend = choose_blend(task.scores(best, validation.examples), validation)
+    record = {"task": "rerank", "method": run.objective, "dataset": run.dataset, "protocol": "loo",
+              "data_hash": prepared.data_hash,
               "base_model": base_model_record(model_folder, settings.llm.model),
               "prompt": template.id, "rerank_blend": blend["blend"], "blend_search": blend,
               "seed": run.train.seed, "data": asdict(run.data),
@@ -88,6 +92,7 @@ def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedd
                              "retriever": summary["retriever_validation"],
                              "users": validation.users, "covered": len(validation.examples)},
               "steps": state.step, "best_step": state.best_step, "kept": run.keep, "kept_step": kept_step,
+              "init_adapter": str(run.init_adapter) if run.init_adapter else None,
               "train_seconds": summary["train_seconds"], "command": run.command}
     write_manifest(run.out, record)
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

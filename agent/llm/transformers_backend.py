@@ -104,36 +104,9 @@ class TransformersLLM:
         the prefix once plus the continuations' own tokens, not the prefix once per continuation."""
         if not continuations:
             return []
-        torch = self._torch
-        prefix_ids = self.tokenizer(prefix, return_tensors="pt").input_ids
-        if prefix_ids.shape[1] == 0:
-            raise LLMError("continuation_logprobs needs a non-empty prefix")
-        pieces = [self.tokenizer.encode(c, add_special_tokens=False) for c in continuations]
-        if not all(pieces):
-            raise LLMError("every continuation needs at least one token")
-        width = max(len(p) for p in pieces)
-        batch = torch.full((len(pieces), width), self.tokenizer.pad_token_id)
-        mask = torch.zeros((len(pieces), prefix_ids.shape[1] + width), dtype=torch.long)
-        mask[:, :prefix_ids.shape[1]] = 1
-        for row, ids in enumerate(pieces):
-            batch[row, :len(ids)] = torch.tensor(ids)
-            mask[row, prefix_ids.shape[1]:prefix_ids.shape[1] + len(ids)] = 1
-        with self._use(adapter), torch.inference_mode():
-            first = self.model(input_ids=prefix_ids, use_cache=True, logits_to_keep=1)  # only the next token's
-            cache = first.past_key_values
-            cache.batch_repeat_interleave(len(pieces))
-            rest = self.model(input_ids=batch[:, :-1], attention_mask=mask[:, :-1],
-                              past_key_values=cache).logits.float() if width > 1 else None
-        opening = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
-        following = None if rest is None else torch.log_softmax(rest, dim=-1)
-        out = []
-        for row, ids in enumerate(pieces):
-            total = float(opening[ids[0]])
-            if len(ids) > 1 and following is not None:
-                index = torch.tensor(ids[1:]).unsqueeze(1)
-                total += float(following[row, :len(ids) - 1].gather(1, index).sum())
-            out.append((total, len(ids)))
-        return out
+        with self._use(adapter), self._torch.inference_mode():
+            rows = continuation_token_logprobs(self.model, self.tokenizer, prefix, continuations)
+        return [(float(row.sum()), len(row)) for row in rows]
 
     def _stopping(self, deadline: float, cancelled: threading.Event) -> Any:
         from transformers import StoppingCriteria, StoppingCriteriaList
@@ -238,3 +211,44 @@ def _cut(text: str, stop: Sequence[str]) -> str:
         if position >= 0:
             text = text[:position]
     return text
+
+
+def continuation_token_logprobs(model: Any, tokenizer: Any, prefix: str, continuations: Sequence[str]) -> list[Any]:
+    """Each continuation's tokens' log-probabilities after `prefix` (a 1-D tensor per continuation), from one
+    pass over the prefix whose key/value cache the continuations share. Logits over the vocabulary are computed
+    only where they are read: the prefix's last position and the continuations' tokens but their last.
+    Differentiable: `recagent train rerank --objective likelihood` trains through it; callers that only read
+    the values run it under `torch.inference_mode()`."""
+    import torch
+
+    prefix_ids = tokenizer(prefix, return_tensors="pt").input_ids
+    if prefix_ids.shape[1] == 0:
+        raise LLMError("continuation_logprobs needs a non-empty prefix")
+    pieces = [tokenizer.encode(c, add_special_tokens=False) for c in continuations]
+    if not all(pieces):
+        raise LLMError("every continuation needs at least one token")
+    device = next(model.parameters()).device
+    width = max(len(p) for p in pieces)
+    batch = torch.full((len(pieces), width), tokenizer.pad_token_id)
+    mask = torch.zeros((len(pieces), prefix_ids.shape[1] + width), dtype=torch.long)
+    mask[:, :prefix_ids.shape[1]] = 1
+    for row, ids in enumerate(pieces):
+        batch[row, :len(ids)] = torch.tensor(ids)
+        mask[row, prefix_ids.shape[1]:prefix_ids.shape[1] + len(ids)] = 1
+    first = model(input_ids=prefix_ids.to(device), use_cache=True, logits_to_keep=1)  # only the next token's
+    opening = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
+    following = None
+    if width > 1:
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(len(pieces))
+        rest = model(input_ids=batch[:, :-1].to(device), attention_mask=mask[:, :-1].to(device),
+                     past_key_values=cache).logits.float()
+        following = torch.log_softmax(rest, dim=-1)
+    out = []
+    for row, ids in enumerate(pieces):
+        values = [opening[ids[0]].reshape(1)]
+        if len(ids) > 1 and following is not None:
+            index = torch.tensor(ids[1:], device=device).unsqueeze(1)
+            values.append(following[row, :len(ids) - 1].gather(1, index).squeeze(1))
+        out.append(torch.cat(values))
+    return out

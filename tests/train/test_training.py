@@ -18,8 +18,8 @@ from index.embedder import Embedder
 from index.loaders import load_dataset
 from prompts.loader import load_prompt
 from train.lora import LoraSettings, LoraTrainer, TrainSettings, load_base, save_adapter
-from train.rerank import LabelTask, rank_metrics
-from train.rerank_data import LabelExample, RerankDataConfig, fold_of, training_examples
+from train.rerank import LabelTask, SequenceTask, rank_metrics, ranks
+from train.rerank_data import LabelExample, RerankDataConfig, SequenceExample, fold_of, training_examples
 
 TINY = TrainSettings(lr=5e-3, micro_batch=2, grad_accum=1, epochs=2.0, max_steps=4, eval_every=2, patience=10, seed=0,
                      lora=LoraSettings(r=2, alpha=8, targets=("q_proj",)))
@@ -55,7 +55,7 @@ def test_tiny_run_changes_saves_reloads_and_resumes(model_folder: Path, tmp_path
     before = _scores(task, trainer.model, examples)
 
     def evaluate(model: Any) -> dict[str, float]:
-        return rank_metrics(task.ranks(model, examples), len(examples))
+        return rank_metrics(ranks(task, model, examples), len(examples))
 
     state = trainer.train(examples, evaluate, progress=False)
     assert state.step == 4 and [e["step"] for e in state.evaluations] == [0, 2, 4]
@@ -95,6 +95,52 @@ def test_tiny_run_changes_saves_reloads_and_resumes(model_folder: Path, tmp_path
     resumed = fourth.train(examples, evaluate, progress=False)
     assert resumed.step == 4 and [e["step"] for e in resumed.evaluations] == [0, 2, 4]
     assert np.allclose(_scores(task, fourth.model, examples), after, atol=1e-4)
+
+
+def test_likelihood_objective_scores_as_the_agent_and_learns_the_answer(model_folder: Path, tmp_path: Path) -> None:
+    """`--objective likelihood`: before training the task's scores are the in-process backend's mean title
+    log-probabilities (what `LikelihoodReranker` ranks by); a few steps raise the answer above the others."""
+    from agent.llm.base import LLMConfig
+    from agent.llm.transformers_backend import TransformersLLM
+
+    template = load_prompt("rerank_sequence", 1)
+    prefix = template.render(noun="movie", history=["Toy Story (1995)", "Aladdin (1992)", "Lion King, The (1994)"])
+    titles = ["Heat (1995)", "Toy Story 2 (1999)", "Casino (1995)", "Mulan (1998)"]
+    examples = [SequenceExample(prefix, tuple(f" {t};" for t in titles[s:] + titles[:s]),
+                                (titles[s:] + titles[:s]).index("Casino (1995)"), "random", "u") for s in range(4)]
+    settings = TrainSettings(**{**TINY.__dict__, "lr": 2e-2})
+    trainer: LoraTrainer[SequenceExample] = LoraTrainer(str(model_folder), SequenceTask, settings, tmp_path,
+                                                        "ndcg@10", "tiny-sequence")
+    task: SequenceTask = trainer.task  # type: ignore[assignment]
+
+    def margins(model: Any) -> np.ndarray:
+        """The answer's score minus the best other candidate's, per example."""
+        import torch
+
+        model.eval()
+        with torch.inference_mode():
+            rows = task.scores(model, examples)
+        return np.array([row[e.target] - np.delete(row, e.target).max() for row, e in zip(rows, examples, strict=True)])
+
+    import torch
+
+    llm = TransformersLLM(LLMConfig(model=str(model_folder), backend="transformers"))
+    try:
+        served = llm.continuation_logprobs(prefix, list(examples[0].continuations))
+    finally:
+        llm.close()
+    trainer.model.eval()
+    with torch.inference_mode():
+        ours = task.scores(trainer.model, examples[:1])[0]  # LoRA's B starts at zero: the base model's scores
+    assert np.allclose(ours, [total / count for total, count in served], atol=2e-3)
+    before = margins(trainer.model)
+    assert (before < 0).all()  # the base model prefers another title in every order
+
+    state = trainer.train(examples, lambda model: rank_metrics(ranks(task, model, examples), len(examples)),
+                          progress=False)
+    assert state.step == 4
+    after = margins(trainer.model)
+    assert after.mean() > before.mean() + 0.5 and (after > 0).sum() >= 2, (before, after)
 
 
 def test_a_checkpoint_of_other_settings_is_refused(model_folder: Path, tmp_path: Path) -> None:
