@@ -2,7 +2,7 @@
 
 With a `rerank_listwise` template an example is a labelled prompt (`LabelExample`, the listwise ranker's);
 with `rerank_sequence` it is the history written as one sequence and each candidate's title as its
-continuation (`SequenceExample`, the likelihood ranker's). Both come from the same lists:
+continuation (`SequenceExample`, the likelihood ranker's). Both come from the same lists.
 
 Every example is a prefix of a user's *training* sequence: the history before position t and the item
 at t as the answer, shown among 19 other candidates (LlamaRec's recipe). Negatives are either random
