@@ -34,7 +34,7 @@ def cmd_train_rerank(args: argparse.Namespace) -> int:
         data=RerankDataConfig(negatives=args.negatives, hard_fraction=args.hard_fraction, examples=args.examples,
                               per_user=args.per_user, folds=args.folds, request_fraction=args.request_fraction,
                               history_window=args.history_window or (19 if args.objective == "likelihood" else 10),
-                              seed=args.seed),
+                              list_size=args.list_size, seed=args.seed),
         train=_train_settings(args), command=_command())
     summary = run_rerank(settings, run, progress=not args.quiet)
     print(json.dumps({k: v for k, v in summary.items() if k != "settings"}))
@@ -103,6 +103,9 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=5, help="user folds for leak-free hard negatives")
     p.add_argument("--request-fraction", type=float, default=0.2, help="examples given a request")
     p.add_argument("--prompt-version", type=int, default=3, help="rerank_listwise version (3 shows evidence)")
+    p.add_argument("--list-size", type=int, default=20,
+                   help="candidates per training list, the answer included (validation always ranks the 20); "
+                        "fewer make a likelihood step cheaper")
     p.add_argument("--history-window", type=int,
                    help="history items shown (default 10 for labels, 19 for likelihood: the agent's)")
     p.add_argument("--validation-users", type=int, help="score checkpoints on the first N validation users")
@@ -124,6 +127,8 @@ def _loop_flags(p: argparse.ArgumentParser, lr: float, eval_every: int, patience
     p.add_argument("--save-every", type=int, default=10,
                    help="optimizer steps between checkpoints besides validations (0: only at validations)")
     p.add_argument("--max-steps", type=int)
+    p.add_argument("--fp32", action="store_true",
+                   help="float32 instead of bf16 autocast (the likelihood objective's step is faster so on this CPU)")
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=32)
     p.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj")
@@ -136,6 +141,6 @@ def _train_settings(args: argparse.Namespace) -> TrainSettings:
 
     return TrainSettings(lr=args.lr, micro_batch=args.micro_batch, grad_accum=args.grad_accum, epochs=args.epochs,
                          eval_every=args.eval_every, patience=args.patience, max_steps=args.max_steps,
-                         save_every=args.save_every,
+                         save_every=args.save_every, bf16=not args.fp32,
                          seed=args.seed, lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha,
                                                            targets=tuple(args.lora_targets.split(","))))

@@ -89,6 +89,13 @@ class RerankDataConfig:
     request_fraction: float = 0.2  # examples that carry a request built from the answer's attributes
     history_window: int = 10
     seed: int = 0
+    # candidates per training list, the answer included (validation lists are always the retriever's 20):
+    # fewer makes a likelihood step cheaper, since every candidate's title costs logits over the vocabulary
+    list_size: int = MAX_LABELLED
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.list_size <= MAX_LABELLED:
+            raise ValueError(f"list_size must be 2..{MAX_LABELLED}, got {self.list_size}")
 
     def fingerprint(self, template: PromptTemplate, data_hash: str) -> str:
         raw = json.dumps([asdict(self), template.id, template.template, data_hash, "v1"], sort_keys=True)
@@ -178,6 +185,9 @@ def training_examples(settings: Settings, split: Split, template: PromptTemplate
                             negatives.append(pick)
                     candidates = [target, *negatives]
                     rng.shuffle(candidates)
+                if config.list_size < len(candidates):  # the answer and a sample of the others, in their order
+                    kept = set(rng.sample([c for c in candidates if c != target], config.list_size - 1))
+                    candidates = [c for c in candidates if c == target or c in kept]
                 request = _request_for(index, target, candidates, rng) if rng.random() < config.request_fraction \
                     else None
                 examples.append(_example(index, template, prefix, candidates, target, "hard" if hard else "random",

@@ -5,6 +5,7 @@ builders use only the training part of `loo`."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,16 @@ def test_rerank_examples_come_from_training_prefixes_only(small_agent: Agent, sm
         assert f"({LABELS[e.target]}) {title}" in e.prompt
     assert {fold_of(e.user, 2) for e in examples} == {0, 1}
     assert any("Their request:" in e.prompt for e in examples)
+
+    # the likelihood objective's lists from the same prefixes, cut to 8 candidates (the answer always kept)
+    sequence = load_prompt("rerank_sequence", 1)
+    short = training_examples(small_agent.settings, split, sequence, replace(config, list_size=8), embedder,
+                              progress=False)
+    assert len(short) == 40 and {e.kind for e in short} == {"hard", "random"}
+    for s in short:
+        assert isinstance(s, SequenceExample) and s.labels == len(s.candidates) == 8 and 0 <= s.target < 8
+        assert (s.user, s.candidates[s.target]) not in held_out
+        assert s.continuations == tuple(f" {small_agent.index.titles[c]};" for c in s.candidates)
+        assert s.prefix.startswith("A movie lover's movies") and s.prefix.endswith(";")
+    with pytest.raises(ValueError, match="list_size"):
+        RerankDataConfig(list_size=1)
