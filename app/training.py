@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.options import settings_from
+from core.labels import MAX_LABELLED
 
 if TYPE_CHECKING:
     from train.lora import TrainSettings
@@ -103,7 +104,7 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=5, help="user folds for leak-free hard negatives")
     p.add_argument("--request-fraction", type=float, default=0.2, help="examples given a request")
     p.add_argument("--prompt-version", type=int, default=3, help="rerank_listwise version (3 shows evidence)")
-    p.add_argument("--list-size", type=int, default=20,
+    p.add_argument("--list-size", type=int, default=MAX_LABELLED,
                    help="candidates per training list, the answer included (validation always ranks the 20); "
                         "fewer make a likelihood step cheaper")
     p.add_argument("--history-window", type=int,
@@ -128,7 +129,7 @@ def _loop_flags(p: argparse.ArgumentParser, lr: float, eval_every: int, patience
                    help="optimizer steps between checkpoints besides validations (0: only at validations)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--fp32", action="store_true",
-                   help="float32 instead of bf16 autocast (the likelihood objective's step is faster so on this CPU)")
+                   help="float32 instead of bf16 autocast (faster for the likelihood objective on a 2-core CPU)")
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=32)
     p.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj")

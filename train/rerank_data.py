@@ -35,6 +35,7 @@ from agent.evidence import candidate_facts
 from agent.recommender import Recommender
 from agent.rerank import RerankInput, render_prompt, sequence_texts
 from agent.settings import Settings
+from core.errors import SettingsError
 from core.labels import MAX_LABELLED
 from eval.protocols import Case, Split
 from index.collab import user_histories
@@ -95,7 +96,7 @@ class RerankDataConfig:
 
     def __post_init__(self) -> None:
         if not 2 <= self.list_size <= MAX_LABELLED:
-            raise ValueError(f"list_size must be 2..{MAX_LABELLED}, got {self.list_size}")
+            raise SettingsError(f"list_size must be 2..{MAX_LABELLED}, got {self.list_size}")
 
     def fingerprint(self, template: PromptTemplate, data_hash: str) -> str:
         raw = json.dumps([asdict(self), template.id, template.template, data_hash, "v1"], sort_keys=True)

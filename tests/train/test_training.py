@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from agent.assemble import Agent, index_dataset
+from core.errors import SettingsError
 from core.labels import LABELS
 from eval.protocols import leave_one_out
 from index.embedder import Embedder
@@ -191,5 +192,5 @@ def test_rerank_examples_come_from_training_prefixes_only(small_agent: Agent, sm
         assert (s.user, s.candidates[s.target]) not in held_out
         assert s.continuations == tuple(f" {small_agent.index.titles[c]};" for c in s.candidates)
         assert s.prefix.startswith("A movie lover's movies") and s.prefix.endswith(";")
-    with pytest.raises(ValueError, match="list_size"):
+    with pytest.raises(SettingsError, match="list_size"):
         RerankDataConfig(list_size=1)
