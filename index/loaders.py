@@ -7,8 +7,10 @@ that name items missing from the catalog are skipped and counted in `Dataset.ski
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -134,33 +136,87 @@ def load_movielens_100k(folder: Path, name: str) -> Dataset:
                    skipped, item_noun="movie")
 
 
-def load_lastfm_hetrec(folder: Path, name: str) -> Dataset:
-    """Last.fm HetRec 2011: artists with their most used tags; play counts as ratings, no timestamps.
-
-    user_artists.dat has no time, so interactions keep file order (timestamp = row index) and the
-    `loo` protocol's "last" item is the last in the file for that user, which is not a time order.
-    """
-    artists, tags, tagged, plays = (folder / n for n in ("artists.dat", "tags.dat", "user_taggedartists.dat",
-                                                         "user_artists.dat"))
+def _lastfm_catalog(folder: Path, on_tag: Callable[[int, Row], None] | None = None,
+                    dated: bool = False) -> tuple[dict[str, Item], list[Path]]:
+    """The artists with their ten most used tags; `on_tag` also sees each row of user_taggedartists.dat."""
+    artists, tags, tagged = (folder / n for n in ("artists.dat", "tags.dat", "user_taggedartists.dat"))
     tag_names = {row["tagID"]: row["tagValue"] for _, row in read_delimited(tags, delimiter="\t",
                                                                            required=("tagID", "tagValue"))}
     artist_tags: dict[str, Counter[str]] = defaultdict(Counter)
-    if tagged.exists():
-        for _, row in read_delimited(tagged, delimiter="\t", required=("artistID", "tagID")):
+    if tagged.exists() or dated:
+        required = ("userID", "artistID", "tagID", *(("day", "month", "year") if dated else ()))
+        for line, row in read_delimited(tagged, delimiter="\t", required=required):
             artist_tags[row["artistID"]][tag_names.get(row["tagID"], "")] += 1
+            if on_tag is not None:
+                on_tag(line, row)
     items: dict[str, Item] = {}
     lines: dict[str, int] = {}
     for line, row in read_delimited(artists, delimiter="\t", required=("id", "name")):
         counts = artist_tags.get(row["id"], Counter())
         top = [tag for tag, _ in counts.most_common(10) if tag]
         _add_item(items, lines, artists, line, Item(row["id"].strip(), row["name"].strip(), "", {"tags": top}))
+    return items, [artists, tags, tagged]
+
+
+def load_lastfm_hetrec(folder: Path, name: str) -> Dataset:
+    """Last.fm HetRec 2011: artists with their most used tags; play counts as ratings, no timestamps.
+
+    user_artists.dat has no time, so interactions keep file order (timestamp = row index) and the
+    `loo` protocol's "last" item is the last in the file for that user: the highest artist ID, not a
+    time order. `lastfm-hetrec2011-tagged` (`load_lastfm_tagged`) is the time-ordered view.
+    """
+    items, files = _lastfm_catalog(folder)
+    plays = folder / "user_artists.dat"
     skipped: dict[str, int] = {}
     columns = _collect_interactions(read_delimited(plays, delimiter="\t", required=("userID", "artistID",
                                                                                     "weight")),
                                     plays, items, user="userID", item="artistID", timestamp=None,
                                     rating="weight", skipped=skipped)
-    return Dataset(name, items, interactions_frame(*columns), [artists, tags, tagged, plays], skipped,
-                   item_noun="artist")
+    return Dataset(name, items, interactions_frame(*columns), [*files, plays], skipped, item_noun="artist")
+
+
+def _tie_break(user: str, item: str) -> int:
+    """A fixed pseudo-random second of the day, so that same-day items are in neither ID nor file order."""
+    return zlib.crc32(f"{user}\t{item}".encode()) % 86_400
+
+
+def load_lastfm_tagged(folder: Path, name: str) -> Dataset:
+    """Last.fm HetRec 2011 as time-ordered sequences: each user's artists in the order the user first tagged them.
+
+    HetRec dates only tag assignments (user_taggedartists.dat: day, month, year), not listening, so this
+    is the time-ordered view of the dataset (as sequential-recommendation papers build "LastFM" from the
+    same file). One interaction per (user, artist): the timestamp is the first tagging day (UTC midnight)
+    plus a fixed pseudo-random second (`_tie_break`), since a user often tags several artists on one day and
+    the data has no time of day; the rating is the number of tags the user gave the artist.
+    """
+    tagged = folder / "user_taggedartists.dat"
+    first: dict[tuple[str, str], int] = {}
+    counts: Counter[tuple[str, str]] = Counter()
+
+    def on_tag(line: int, row: Row) -> None:
+        user, item = str(row["userID"]).strip(), str(row["artistID"]).strip()
+        if not user or not item:
+            raise DataError(tagged, "empty user or artist id", line=line)
+        day, month, year = (parse_int(tagged, line, c, row[c]) for c in ("day", "month", "year"))
+        try:
+            stamp = int(datetime(year, month, day, tzinfo=UTC).timestamp())
+        except ValueError as exc:
+            raise DataError(tagged, f"not a date: {year}-{month}-{day} ({exc})", line=line) from None
+        key = (user, item)
+        first[key] = min(first.get(key, stamp), stamp)
+        counts[key] += 1
+
+    items, files = _lastfm_catalog(folder, on_tag, dated=True)
+    unknown = [key for key in first if key[1] not in items]
+    for key in unknown:
+        del first[key]
+    skipped = {f"{tagged.name}: users' artists not in the catalog": len(unknown)} if unknown else {}
+    if not first:
+        raise DataError(tagged, "no tag assignment names an artist of the catalog")
+    keys = list(first)
+    frame = interactions_frame([u for u, _ in keys], [i for _, i in keys],
+                               [first[k] + _tie_break(*k) for k in keys], [float(counts[k]) for k in keys])
+    return Dataset(name, items, frame, files, skipped, item_noun="artist")
 
 
 def load_generic(spec: GenericFormat, name: str) -> Dataset:
@@ -219,6 +275,12 @@ FORMATS: dict[str, Detector] = {
 }
 
 
+# Other views of a format's files, loaded by the name "<folder>-<view>" (e.g. lastfm-hetrec2011-tagged).
+VIEWS: dict[str, dict[str, Callable[[Path, str], Dataset]]] = {
+    "lastfm-hetrec2011": {"tagged": load_lastfm_tagged},
+}
+
+
 def detect_format(folder: Path) -> str:
     for format_name, (files, _) in FORMATS.items():
         if all((folder / f).exists() for f in files):
@@ -237,15 +299,47 @@ def resolve_dataset_folder(name_or_path: str, data_dir: Path) -> Path:
     folder = data_dir / name_or_path
     if folder.is_dir():
         return folder
-    available = sorted(p.name for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
+    available = []
+    for path in sorted(p for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []:
+        views = [f"{path.name}-{v}" for v in VIEWS.get(_format_or_none(path) or "", {})]
+        available.append(path.name + (f" (also {', '.join(views)})" if views else ""))
     raise DatasetNotFound(f"dataset {name_or_path!r} not found in {data_dir} (set RECAGENT_DATA_DIR or "
                           f"--data-dir; available: {', '.join(available) or 'none'}; "
                           f"'recagent data fetch movielens-small' downloads one)")
 
 
+def _format_or_none(folder: Path) -> str | None:
+    try:
+        return detect_format(folder)
+    except DatasetNotFound:
+        return None
+
+
+def _view(name_or_path: str, data_dir: Path) -> tuple[Path, str, Callable[[Path, str], Dataset]] | None:
+    """A name "<dataset>-<view>" whose dataset folder exists and whose format has that view, or None."""
+    base, dash, view = name_or_path.rpartition("-")
+    if not dash or not base:
+        return None
+    for folder in (Path(base).expanduser(), data_dir / base):
+        if folder.is_dir():
+            loader = VIEWS.get(_format_or_none(folder) or "", {}).get(view)
+            return (folder, view, loader) if loader else None
+    return None
+
+
 def load_dataset(name_or_path: str, data_dir: Path) -> Dataset:
-    """Load a dataset by name (a folder under `data_dir`) or by folder path, detecting its format."""
-    folder = resolve_dataset_folder(name_or_path, data_dir)
+    """Load a dataset by name (a folder under `data_dir`) or by folder path, detecting its format.
+
+    A name "<dataset>-<view>" that is not a folder loads another view of that dataset's files (VIEWS).
+    """
+    try:
+        folder = resolve_dataset_folder(name_or_path, data_dir)
+    except DatasetNotFound:
+        view = _view(name_or_path, data_dir)
+        if view is None:
+            raise
+        folder, view_name, loader = view
+        return loader(folder, f"{folder.name}-{view_name}")
     format_name = detect_format(folder)
     name = folder.name
     if format_name == "generic":

@@ -196,7 +196,8 @@ class SentenceMaker:
             options += ["{L} fits what you asked for.", "{L} should be just what you are looking for.",
                         f"For your request, {{L}} is a strong {noun} to try."]
         if not options:
-            options = [f"{{L}} is a {noun} many people with your taste enjoy.", "You might like {L} as well.",
+            a_noun = f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+            options = [f"{{L}} is {a_noun} many people with your taste enjoy.", "You might like {L} as well.",
                        "{L} is worth a look."]
         return self.rng.choice(options)
 

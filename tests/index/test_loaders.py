@@ -41,9 +41,46 @@ def test_lastfm_artists_with_tags(data_dir: Path) -> None:
     assert len(tagged) > 10000
 
 
+def test_lastfm_tagged_view_is_ordered_by_first_tagging_day(data_dir: Path) -> None:
+    dataset = load_dataset("lastfm-hetrec2011-tagged", data_dir)
+    assert dataset.name == "lastfm-hetrec2011-tagged" and dataset.item_noun == "artist"
+    frame = dataset.interactions
+    assert len(frame) == 70297 and frame["user"].nunique() == 1891  # one row per (user, artist) tagged
+    assert dataset.skipped == {"user_taggedartists.dat: users' artists not in the catalog": 767}  # of 71,064
+    assert not frame.duplicated(["user", "item"]).any()
+    # user 2 first tagged artist 52 on 2009-04-01: that day's UTC midnight plus a tie-break under a day
+    row = frame[(frame["user"] == "2") & (frame["item"] == "52")].iloc[0]
+    assert 1238544000 <= row["timestamp"] < 1238544000 + 86400
+    assert row["rating"] == 5  # tags user 2 gave artist 52
+    # within one day the order is neither by artist ID nor the file's: the tie-break mixes it
+    same_day = frame.assign(day=frame["timestamp"] // 86400).groupby(["user", "day"])
+    orders = [group.sort_values("timestamp")["item"].astype(int).is_monotonic_increasing
+              for _, group in same_day if len(group) >= 4]
+    assert len(orders) > 1000 and sum(orders) < 0.5 * len(orders)
+    assert load_dataset("lastfm-hetrec2011-tagged", data_dir).interactions.equals(frame)  # fixed
+
+
+def test_lastfm_tagged_bad_date_names_line(tmp_path: Path, data_dir: Path) -> None:
+    folder = tmp_path / "lastfm"
+    folder.mkdir()
+    for name in ("artists.dat", "tags.dat", "user_artists.dat"):
+        (folder / name).write_bytes((data_dir / "lastfm-hetrec2011" / name).read_bytes())
+    (folder / "user_taggedartists.dat").write_text("userID\tartistID\ttagID\tday\tmonth\tyear\n"
+                                                   "2\t52\t13\t1\t4\t2009\n2\t53\t13\t31\t2\t2009\n")
+    assert len(load_dataset(str(folder), tmp_path).interactions) == 92834  # the listening view ignores dates
+    with pytest.raises(DataError, match=r"user_taggedartists.dat:3: not a date: 2009-2-31"):
+        load_dataset(str(folder) + "-tagged", tmp_path)
+    (folder / "user_taggedartists.dat").write_text("userID\tartistID\ttagID\n2\t52\t13\n")
+    with pytest.raises(DataError, match=r"user_taggedartists.dat:1: missing column\(s\) day, month, year"):
+        load_dataset(str(folder) + "-tagged", tmp_path)
+
+
 def test_unknown_dataset_lists_available(data_dir: Path) -> None:
-    with pytest.raises(DatasetNotFound, match="ml-latest-small"):
+    with pytest.raises(DatasetNotFound, match="ml-latest-small") as info:
         load_dataset("no-such-dataset", data_dir)
+    assert "lastfm-hetrec2011 (also lastfm-hetrec2011-tagged)" in str(info.value)
+    with pytest.raises(DatasetNotFound):
+        load_dataset("ml-latest-small-tagged", data_dir)  # a view only where the format has it
 
 
 def _movielens(folder: Path, movies: str, ratings: str) -> Path:
