@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -136,7 +137,7 @@ def load_movielens_100k(folder: Path, name: str) -> Dataset:
                    skipped, item_noun="movie")
 
 
-def _lastfm_catalog(folder: Path, on_tag: Callable[[int, Row], None] | None = None,
+def _lastfm_catalog(folder: Path, on_tag: Callable[[int, dict[str, Any]], None] | None = None,
                     dated: bool = False) -> tuple[dict[str, Item], list[Path]]:
     """The artists with their ten most used tags; `on_tag` also sees each row of user_taggedartists.dat."""
     artists, tags, tagged = (folder / n for n in ("artists.dat", "tags.dat", "user_taggedartists.dat"))
@@ -193,7 +194,7 @@ def load_lastfm_tagged(folder: Path, name: str) -> Dataset:
     first: dict[tuple[str, str], int] = {}
     counts: Counter[tuple[str, str]] = Counter()
 
-    def on_tag(line: int, row: Row) -> None:
+    def on_tag(line: int, row: dict[str, Any]) -> None:
         user, item = str(row["userID"]).strip(), str(row["artistID"]).strip()
         if not user or not item:
             raise DataError(tagged, "empty user or artist id", line=line)
