@@ -128,8 +128,13 @@ def _loop_flags(p: argparse.ArgumentParser, lr: float, eval_every: int, patience
     p.add_argument("--save-every", type=int, default=10,
                    help="optimizer steps between checkpoints besides validations (0: only at validations)")
     p.add_argument("--max-steps", type=int)
-    p.add_argument("--fp32", action="store_true",
-                   help="float32 instead of bf16 autocast (faster for the likelihood objective on a 2-core CPU)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp32", dest="bf16", action="store_false", default=None,
+                           help="float32, not bf16 autocast (default: bf16 where the CPU or GPU has it natively, "
+                                "float32 where torch would emulate it; on a 2-core AMX CPU float32 is also faster "
+                                "for the likelihood objective)")
+    precision.add_argument("--bf16", dest="bf16", action="store_true", default=None,
+                           help="bf16 autocast even where it is emulated (the shipped adapters were trained in bf16)")
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=32)
     p.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj")
@@ -142,6 +147,7 @@ def _train_settings(args: argparse.Namespace) -> TrainSettings:
 
     return TrainSettings(lr=args.lr, micro_batch=args.micro_batch, grad_accum=args.grad_accum, epochs=args.epochs,
                          eval_every=args.eval_every, patience=args.patience, max_steps=args.max_steps,
-                         save_every=args.save_every, bf16=not args.fp32,
-                         seed=args.seed, lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha,
-                                                           targets=tuple(args.lora_targets.split(","))))
+                         save_every=args.save_every, seed=args.seed,
+                         lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha,
+                                           targets=tuple(args.lora_targets.split(","))),
+                         **({} if args.bf16 is None else {"bf16": args.bf16}))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import RecagentError
+from core.hardware import native_bfloat16
 from index.config import EmbedderConfig
 
 
@@ -59,8 +60,4 @@ def use_bfloat16(config: EmbedderConfig) -> bool:
     The vectors differ from float32's by less than 1e-4 in cosine, so the content hashes ignore it."""
     if config.precision != "auto":
         return config.precision == "bfloat16" and config.device == "cpu"
-    import torch
-
-    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
-        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    return config.device == "cpu" and bool(native)
+    return config.device == "cpu" and native_bfloat16("cpu")

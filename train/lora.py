@@ -1,7 +1,8 @@
 """A LoRA training loop for the base model, the same on a 2-core CPU and on a GPU.
 
 One loop for every task: a task turns a micro-batch of examples into a loss. The loop adds LoRA
-(peft) to the base model, trains with AdamW and gradient accumulation under bf16 autocast, validates
+(peft) to the base model, trains with AdamW and gradient accumulation under bf16 autocast where the
+hardware has native bfloat16 (float32 elsewhere: `native_bfloat16`), validates
 every `eval_every` optimizer steps, keeps the best adapter, stops early after `patience` evaluations
 without improvement, and writes a checkpoint (adapter, optimizer, scheduler, random state) after each
 evaluation and every `save_every` steps between them, so a killed run resumes where its last checkpoint
@@ -25,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.errors import RecagentError
+from core.hardware import native_bfloat16
 
 E = TypeVar("E")
 E_contra = TypeVar("E_contra", contravariant=True)
@@ -58,7 +60,9 @@ class TrainSettings:
     save_every: int = 10
     max_steps: int | None = None
     seed: int = 0
-    bf16: bool = True
+    # bfloat16 autocast where it is native (AMX/AVX512-BF16 CPU, recent GPU), float32 where torch would
+    # emulate it; resolved when the settings are made, so the fingerprint and the manifest record the choice
+    bf16: bool = field(default_factory=native_bfloat16)
     lora: LoraSettings = field(default_factory=LoraSettings)
 
     def fingerprint(self, data_key: str) -> str:
