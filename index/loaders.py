@@ -185,10 +185,10 @@ def load_lastfm_tagged(folder: Path, name: str) -> Dataset:
     """Last.fm HetRec 2011 as time-ordered sequences: each user's artists in the order the user first tagged them.
 
     HetRec dates only tag assignments (user_taggedartists.dat: day, month, year), not listening, so this
-    is the time-ordered view of the dataset (as sequential-recommendation papers build "LastFM" from the
-    same file). One interaction per (user, artist): the timestamp is the first tagging day (UTC midnight)
-    plus a fixed pseudo-random second (`_tie_break`), since a user often tags several artists on one day and
-    the data has no time of day; the rating is the number of tags the user gave the artist.
+    is the time-ordered view of the dataset. One interaction per (user, artist): the timestamp is the first
+    tagging day (UTC midnight) plus a fixed pseudo-random second (`_tie_break`), since a user often tags
+    several artists on one day and the data has no time of day; the rating is the number of tags the user
+    gave the artist.
     """
     tagged = folder / "user_taggedartists.dat"
     first: dict[tuple[str, str], int] = {}
