@@ -131,8 +131,8 @@ def _loop_flags(p: argparse.ArgumentParser, lr: float, eval_every: int, patience
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp32", dest="bf16", action="store_false", default=None,
                            help="float32, not bf16 autocast (default: bf16 where the CPU or GPU has it natively, "
-                                "float32 where torch would emulate it; on a 2-core AMX CPU float32 is also faster "
-                                "for the likelihood objective)")
+                                "float32 where torch would emulate it; float32 also measured faster for the "
+                                "likelihood objective on a 2-core CPU that has bf16)")
     precision.add_argument("--bf16", dest="bf16", action="store_true", default=None,
                            help="bf16 autocast even where it is emulated (the shipped adapters were trained in bf16)")
     p.add_argument("--lora-r", type=int, default=8)
