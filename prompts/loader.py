@@ -42,12 +42,21 @@ class PromptTemplate:
         extra = [v for v in values if v not in self.variables]
         if missing or extra:
             raise PromptError(f"prompt {self.id}: missing {missing or 'nothing'}, unexpected {extra or 'nothing'}")
-        environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
-                                         autoescape=False)
         try:
-            return environment.from_string(self.template).render(**values)
+            return _compiled(self.template).render(**values)
         except jinja2.UndefinedError as exc:
             raise PromptError(f"prompt {self.id}: {exc}") from None
+
+
+@cache
+def _compiled(template: str) -> Any:
+    """The template compiled once per process: compiling took ~7 ms, rendering takes microseconds, and
+    training data and evaluations render the same few templates thousands of times."""
+    import jinja2
+
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                                     autoescape=False)
+    return environment.from_string(template)
 
 
 def available(folder: Path = PROMPT_DIR) -> dict[str, list[int]]:

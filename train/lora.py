@@ -11,6 +11,7 @@ left it and ends at the same step.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -87,16 +88,27 @@ class TrainingError(RecagentError):
     pass
 
 
-def load_base(model_folder: str, lora: LoraSettings | None = None) -> tuple[Any, Any]:
-    """The tokenizer and the base model in fp32 (bf16 autocast does the matmuls), with LoRA if asked."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+@functools.cache
+def _tokenizer(model_folder: str) -> Any:
+    """The base model's tokenizer, left-padded, loaded once per process: Gemma's takes ~6 s to load, and a
+    training run (validation, the task fine-tune after `adapt`, a resume) loads the base model several times.
+    Training is single-threaded and nothing here changes the tokenizer after this."""
+    from transformers import AutoTokenizer
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tokenizer = AutoTokenizer.from_pretrained(model_folder)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base(model_folder: str, lora: LoraSettings | None = None) -> tuple[Any, Any]:
+    """The tokenizer and the base model in fp32 (bf16 autocast does the matmuls), with LoRA if asked."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tokenizer = _tokenizer(model_folder)
     model: Any = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
     if lora is not None:
         from peft import LoraConfig, get_peft_model
