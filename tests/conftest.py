@@ -175,36 +175,87 @@ def transformers_llm(model_folder: Path) -> object:
     return make_llm(LLMConfig(backend="transformers"))
 
 
+class VllmServer:
+    """`recagent llm serve` on loopback, started in the background: its start-up (about two minutes of
+    imports in three processes) overlaps the tests that do not need it, which run first."""
+
+    def __init__(self, folder: Path) -> None:
+        from agent.llm.model_files import default_model_folder
+
+        default_model_folder()  # converted here once, not by the server and a test at the same time
+        self.port, self.folder, self.log = free_port(), folder, folder / "server.log"
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "cli.out").open("wb") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "llm", "serve", "--port",
+                                             str(self.port), "--log", str(self.log)],
+                                            stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait(self, timeout_s: float = 900) -> None:
+        deadline = time.time() + timeout_s
+        while b"serving at" not in (self.folder / "cli.out").read_bytes():
+            if self.process.poll() is not None or time.time() > deadline:
+                self.process.kill()
+                pytest.fail(f"recagent llm serve did not start:\n{(self.folder / 'cli.out').read_text()[-2000:]}\n"
+                            f"{self.log.read_text()[-3000:] if self.log.exists() else ''}")
+            time.sleep(1)
+
+
+_VLLM: list[VllmServer] = []  # the session's server, started once collection shows a test needs it
+
+
+def _needs_vllm(item: pytest.Item) -> bool:
+    return "vllm_config" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that need the vLLM server run last (in their usual order), so that its start-up overlaps the
+    others; the sort is stable and no test depends on another's order."""
+    items.sort(key=_needs_vllm)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(_needs_vllm(item) for item in session.items) and not _VLLM and not session.config.option.collectonly:
+        import tempfile
+
+        _VLLM.append(VllmServer(Path(tempfile.mkdtemp(prefix="recagent-vllm-"))))
+
+
 @pytest.fixture(scope="session")
-def vllm_config(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def vllm_config(model_folder: Path) -> Iterator[object]:
     """A real vLLM server (the CPU build here) on loopback with the default model, started through
-    `recagent llm serve` and stopped with SIGTERM, which must shut it down cleanly."""
+    `recagent llm serve` when collection ends and stopped with SIGTERM, which must shut it down cleanly."""
     import signal
     import urllib.request
 
     from agent.llm.base import LLMConfig
 
-    port = free_port()
-    folder = tmp_path_factory.mktemp("vllm")
-    log = folder / "server.log"
-    with (folder / "cli.out").open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", "llm", "serve", "--port", str(port),
-                                    "--log", str(log)], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 900
-    while b"serving at" not in (folder / "cli.out").read_bytes():
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            pytest.fail(f"recagent llm serve did not start:\n{(folder / 'cli.out').read_text()[-2000:]}\n"
-                        f"{log.read_text()[-3000:] if log.exists() else ''}")
-        time.sleep(1)
-    with urllib.request.urlopen(url + "/health", timeout=10) as response:
+    if not _VLLM:  # collected without a test that asks for it (e.g. a fixture used through another)
+        import tempfile
+
+        _VLLM.append(VllmServer(Path(tempfile.mkdtemp(prefix="recagent-vllm-"))))
+    server = _VLLM[0]
+    server.wait()
+    with urllib.request.urlopen(server.url + "/health", timeout=10) as response:
         assert response.status == 200
-    yield LLMConfig(backend="vllm", url=url, timeout_s=120)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0, (folder / "cli.out").read_text()[-2000:]
+    yield LLMConfig(backend="vllm", url=server.url, timeout_s=120)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0, (server.folder / "cli.out").read_text()[-2000:]
     with pytest.raises(OSError):
-        urllib.request.urlopen(url + "/health", timeout=5)
+        urllib.request.urlopen(server.url + "/health", timeout=5)
+    shutil.rmtree(server.folder, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A server started for tests that were then deselected or never reached is not left running."""
+    for server in _VLLM:
+        if server.process.poll() is None:
+            from core.processes import stop_process
+
+            stop_process(server.process)
 
 
 @pytest.fixture(scope="session")

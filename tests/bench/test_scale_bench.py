@@ -15,15 +15,15 @@ import sys
 from pathlib import Path
 from index.config import IndexConfig
 from index.store import IndexStore, chroma_client
-store = IndexStore(chroma_client(IndexConfig(path=Path(sys.argv[1]))), "synth-2000")
-store.set_state(state="building")  # as a build killed while embedding leaves it: 500 items without a vector
-store.delete_items(sorted(store.item_hashes())[:500])
-print(store.client.get_collection("synth-2000-collab").configuration_json["hnsw"]["max_neighbors"])
+store = IndexStore(chroma_client(IndexConfig(path=Path(sys.argv[1]))), "synth-1000")
+store.set_state(state="building")  # as a build killed while embedding leaves it: 250 items without a vector
+store.delete_items(sorted(store.item_hashes())[:250])
+print(store.client.get_collection("synth-1000-collab").configuration_json["hnsw"]["max_neighbors"])
 """
 
 
 def _bench(workdir: Path, *extra: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "app.cli", "bench", "scale", "--sizes", "2000", "--fit-only", "",
+    done = subprocess.run([sys.executable, "-m", "app.cli", "bench", "scale", "--sizes", "1000", "--fit-only", "",
                            "--repeats", "5", "--workdir", str(workdir), "--quiet", *extra],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -36,7 +36,7 @@ def test_scale_bench_measures_and_resumes_a_stopped_build(tmp_path: Path) -> Non
     config.write_text("[index.hnsw]\nmax_neighbors = 24\nef_search = 300\n")
     first = _bench(tmp_path, "--config", str(config))
     row = first["sizes"][0]
-    assert row["items"] == 2000 and row["users"] == 1000 and row["interactions"] == 20000
+    assert row["items"] == 1000 and row["users"] == 1000 and row["interactions"] == 10000
     assert row["embedding_phase_s"] > 0 and row["collab_phase_s"] > 0 and row["build_s"] >= row["embedding_phase_s"]
     assert 0.1 < row["build_peak_rss_gb"] < 8 and row["index_disk_gb"] > 0
     assert row["fused_top50"]["p95_ms"] >= row["fused_top50"]["p50_ms"] > 0
@@ -47,10 +47,10 @@ def test_scale_bench_measures_and_resumes_a_stopped_build(tmp_path: Path) -> Non
     assert json.loads((tmp_path / "scale.json").read_text()) == first["sizes"]
     assert (tmp_path / "scale.html").stat().st_size > 1000
 
-    stop = subprocess.run([sys.executable, "-c", STOP_MIDWAY, str(tmp_path / "chroma-2000")],
+    stop = subprocess.run([sys.executable, "-c", STOP_MIDWAY, str(tmp_path / "chroma-1000")],
                           capture_output=True, text=True, timeout=300)
     assert stop.returncode == 0, stop.stderr[-3000:]
     assert stop.stdout.strip().splitlines()[-1] == "24"  # the HNSW graph was built with the file's setting
     again = _bench(tmp_path, "--resume-builds", "--config", str(config))["sizes"][0]
-    assert again["build_resumed"] and again["embedded_in_last_part"] == 500
-    assert again["ann"]["text"]["vectors"] == 2000
+    assert again["build_resumed"] and again["embedded_in_last_part"] == 250
+    assert again["ann"]["text"]["vectors"] == 1000
