@@ -16,7 +16,7 @@ import pytest
 
 from agent.assemble import Agent, build_agent, index_dataset
 from agent.settings import Settings, load_settings
-from core.processes import free_port
+from core.processes import free_port, stop_process
 from index.config import EmbedderConfig, IndexConfig
 from index.embedder import Embedder
 
@@ -207,6 +207,15 @@ class VllmServer:
 _VLLM: list[VllmServer] = []  # the session's server, started once collection shows a test needs it
 
 
+def _vllm_server() -> VllmServer:
+    """The session's server, started on the first call."""
+    if not _VLLM:
+        import tempfile
+
+        _VLLM.append(VllmServer(Path(tempfile.mkdtemp(prefix="recagent-vllm-"))))
+    return _VLLM[0]
+
+
 def _needs_vllm(item: pytest.Item) -> bool:
     return "vllm_config" in getattr(item, "fixturenames", ())
 
@@ -218,10 +227,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if any(_needs_vllm(item) for item in session.items) and not _VLLM and not session.config.option.collectonly:
-        import tempfile
-
-        _VLLM.append(VllmServer(Path(tempfile.mkdtemp(prefix="recagent-vllm-"))))
+    if any(_needs_vllm(item) for item in session.items) and not session.config.option.collectonly:
+        _vllm_server()
 
 
 @pytest.fixture(scope="session")
@@ -233,11 +240,7 @@ def vllm_config(model_folder: Path) -> Iterator[object]:
 
     from agent.llm.base import LLMConfig
 
-    if not _VLLM:  # collected without a test that asks for it (e.g. a fixture used through another)
-        import tempfile
-
-        _VLLM.append(VllmServer(Path(tempfile.mkdtemp(prefix="recagent-vllm-"))))
-    server = _VLLM[0]
+    server = _vllm_server()  # started at collection unless no collected test named this fixture
     server.wait()
     with urllib.request.urlopen(server.url + "/health", timeout=10) as response:
         assert response.status == 200
@@ -252,10 +255,7 @@ def vllm_config(model_folder: Path) -> Iterator[object]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A server started for tests that were then deselected or never reached is not left running."""
     for server in _VLLM:
-        if server.process.poll() is None:
-            from core.processes import stop_process
-
-            stop_process(server.process)
+        stop_process(server.process)  # nothing to do if the fixture already stopped it
 
 
 @pytest.fixture(scope="session")

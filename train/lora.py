@@ -93,13 +93,9 @@ def _tokenizer(model_folder: str) -> Any:
     """The base model's tokenizer, left-padded, loaded once per process: Gemma's takes ~6 s to load, and a
     training run (validation, the task fine-tune after `adapt`, a resume) loads the base model several times.
     Training is single-threaded and nothing here changes the tokenizer after this."""
-    from transformers import AutoTokenizer
+    from agent.llm.transformers_backend import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_folder)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return load_tokenizer(model_folder)
 
 
 def load_base(model_folder: str, lora: LoraSettings | None = None) -> tuple[Any, Any]:

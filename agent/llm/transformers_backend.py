@@ -19,22 +19,31 @@ from agent.llm.base import LLMConfig, LLMError, LLMUnavailable, Message
 from agent.llm.model_files import resolve_model
 
 
+def load_tokenizer(folder: str) -> Any:
+    """The model's tokenizer, left-padded (batches end at the next token), padding with EOS if it has no pad
+    token: the same for this backend and for training."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 class TransformersLLM:
     def __init__(self, config: LLMConfig) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoModelForCausalLM
         except ImportError as exc:  # pragma: no cover - torch and transformers are core dependencies
             raise LLMError("the transformers backend needs torch and transformers") from exc
         self._torch = torch
         self.config = config
         folder = resolve_model(config.model, config.model_cache)
         self.name = config.served_model or os.path.basename(folder.rstrip("/"))
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(folder)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer: Any = load_tokenizer(folder)
         self.model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype))
         self.adapters: tuple[str, ...] = ()
         if config.adapters:
