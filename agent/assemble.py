@@ -227,8 +227,8 @@ def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | No
         if settings.rerank.enabled and settings.rerank.method == "likelihood":
             reranker = LikelihoodReranker(llm, index, rerank_prompt, window, rerank_adapter, blend)
         elif settings.rerank.enabled:
-            reranker = LLMReranker(llm, index, rerank_prompt, settings.rerank.permutations, window,
-                                   settings.rerank.batch_size, rerank_adapter, blend)
+            reranker = LLMReranker(llm, index, rerank_prompt, window, rerank_adapter, blend,
+                                   permutations=settings.rerank.permutations, batch_size=settings.rerank.batch_size)
         else:
             rerank_adapter, prompts = None, {"reply": reply_prompt.id}
         replier = ReplyWriter(llm, reply_prompt, list(index.titles.values()), index.noun, reply_adapter,

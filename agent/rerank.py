@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -135,27 +136,38 @@ def rerank_inputs(index: LoadedIndex, lists: Sequence[RerankList], history_windo
     return inputs
 
 
-class LLMReranker:
-    """Reranks candidate lists of catalog item ids with an LLM (and optionally a LoRA adapter), in batches."""
+@dataclass
+class _Reranker:
+    """What both rerankers hold: the model, the index the titles come from, the prompt, how much history it
+    shows, the adapter, and the weight of the retriever's order in the final score (`blend_with_retriever`)."""
 
-    needs_history = False  # the prompt can carry the request alone
-
-    def __init__(self, llm: LLM, index: LoadedIndex, template: PromptTemplate, permutations: int = 1,
-                 history_window: int = 10, batch_size: int = 16, adapter: str | None = None,
-                 blend: float = 0.0) -> None:
-        self.llm = llm
-        self.index = index
-        self.template = template
-        self.permutations = permutations
-        self.history_window = history_window
-        self.batch_size = batch_size
-        self.adapter = adapter
-        self.blend = blend
+    llm: LLM
+    index: LoadedIndex
+    template: PromptTemplate
+    history_window: int = 10
+    adapter: str | None = None
+    blend: float = 0.0
 
     def rerank(self, lists: Sequence[RerankList], progress: Callable[[int], object] | None = None,
                blend: float | None = None) -> list[RerankResult]:
         """Rerank lists whose candidates come in the retriever's order; `blend` overrides the configured
         weight of that order (0 where the order means nothing, e.g. shuffled candidates)."""
+        return blend_lists(self.unblended(lists, progress), lists, self.blend if blend is None else blend)
+
+    def unblended(self, lists: Sequence[RerankList], progress: Callable[[int], object] | None) -> list[RerankResult]:
+        """The model's own order and scores of each list, before any blend."""
+        raise NotImplementedError
+
+
+@dataclass
+class LLMReranker(_Reranker):
+    """Reranks candidate lists of catalog item ids with an LLM (and optionally a LoRA adapter), in batches."""
+
+    needs_history: ClassVar[bool] = False  # the prompt can carry the request alone
+    permutations: int = 1
+    batch_size: int = 16
+
+    def unblended(self, lists: Sequence[RerankList], progress: Callable[[int], object] | None) -> list[RerankResult]:
         inputs = rerank_inputs(self.index, lists, self.history_window)
         results: list[RerankResult] = []
         step = max(1, self.batch_size // self.permutations)
@@ -165,10 +177,11 @@ class LLMReranker:
                                                     self.index.noun, self.history_window, self.adapter))
             if progress:
                 progress(len(chunk))
-        return blend_lists(results, lists, self.blend if blend is None else blend)
+        return results
 
 
-class LikelihoodReranker:
+@dataclass
+class LikelihoodReranker(_Reranker):
     """Reranks by how likely the model finds each candidate's title as the next item of the user's history.
 
     The prompt (`rerank_sequence`) writes the history as one sequence, the way `recagent train adapt` writes
@@ -179,24 +192,14 @@ class LikelihoodReranker:
     `scored` is 0. The request is not part of this prompt: it shapes the retrieval that made the list.
     """
 
-    needs_history = True
-    permutations = 1  # one order: the candidates are scored each on its own
-
-    def __init__(self, llm: LLM, index: LoadedIndex, template: PromptTemplate, history_window: int = 19,
-                 adapter: str | None = None, blend: float = 0.0) -> None:
-        self.llm = llm
-        self.index = index
-        self.template = template
-        self.history_window = history_window
-        self.adapter = adapter
-        self.blend = blend
+    needs_history: ClassVar[bool] = True
+    permutations: ClassVar[int] = 1  # one order: the candidates are scored each on its own
+    history_window: int = 19
 
     def prefix(self, history: Sequence[str]) -> str:
         return sequence_texts(self.index, self.template, history, (), self.history_window)[0]
 
-    def rerank(self, lists: Sequence[RerankList], progress: Callable[[int], object] | None = None,
-               blend: float | None = None) -> list[RerankResult]:
-        """As `LLMReranker.rerank`."""
+    def unblended(self, lists: Sequence[RerankList], progress: Callable[[int], object] | None) -> list[RerankResult]:
         results = []
         for entry in lists:
             candidates = list(entry.candidates)
@@ -211,7 +214,7 @@ class LikelihoodReranker:
                 results.append(RerankResult([candidates[i] for i in order], scores, len(candidates)))
             if progress:
                 progress(1)
-        return blend_lists(results, lists, self.blend if blend is None else blend)
+        return results
 
 
 Reranker = LLMReranker | LikelihoodReranker

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from agent.catalog import LoadedIndex
-from agent.settings import RetrievalConfig
+from agent.settings import LINEAR_FEATURES, LINEAR_GENERATORS, RetrievalConfig
 from index.collab import time_groups
 from index.store import Space
 
@@ -225,4 +225,43 @@ def fused(ctx: Context, request: Request, n: int) -> Ranked:
     return ranked
 
 
-GENERATORS: dict[str, Generator] = {**BASE_GENERATORS, "fused": fused}
+def linear_features(ctx: Context, request: Request, pool: Sequence[str], wanted: frozenset[str] | None = None
+                    ) -> np.ndarray:
+    """The linear ranker's features (LINEAR_FEATURES, as columns) of each item of `pool` (rows): per base
+    generator, its own score ("<g>.score", 0 where it does not list the item), whether it lists the item
+    ("<g>.found") and its rank as 20 / (21 + rank) ("<g>.rank", 0 where unlisted); and log(1 + popularity)
+    ("popularity.log"). A generator none of whose features is `wanted` is not run (its columns stay 0)."""
+    out = np.zeros((len(pool), len(LINEAR_FEATURES)))
+    if not pool:
+        return out
+    restricted = Request(request.history, request.timestamps, request.query, request.exclude, frozenset(pool))
+    for g, name in enumerate(LINEAR_GENERATORS):
+        if wanted is not None and not any(f.startswith(f"{name}.") and f != "popularity.log" for f in wanted):
+            continue
+        ranked = BASE_GENERATORS[name](ctx, restricted, len(pool))
+        listed = {item: (rank, score) for rank, (item, score) in enumerate(ranked)}
+        for row, item in enumerate(pool):
+            if item in listed:
+                rank, score = listed[item]
+                out[row, 3 * g:3 * g + 3] = (score, 1.0, 20.0 / (21.0 + rank))
+    out[:, -1] = np.log1p(ctx.index.popularity[[ctx.index.position[i] for i in pool]])
+    return out
+
+
+def linear(ctx: Context, request: Request, n: int) -> Ranked:
+    """The fused top `pool` (every allowed item, for a fixed list shorter than that) ordered by a weighted sum of
+    the generators' own evidence (`retrieval.linear_weights` over LINEAR_FEATURES), which `recagent tune
+    --protocol candidates20` fits on the validation split. Reciprocal rank fusion sees only ranks, and the
+    score-only generators (item2item, sequential) leave most of a random list unranked; a fitted sum of scores,
+    ranks and popularity separates such a list better. Without weights this is `fused`."""
+    weights = ctx.config.linear_weights
+    if not weights:
+        return fused(ctx, request, n)
+    pool = [item for item, _ in fused(ctx, request, max(ctx.config.pool, n))]
+    vector = np.array([weights.get(f, 0.0) for f in LINEAR_FEATURES])
+    scores = linear_features(ctx, request, pool, frozenset(f for f, w in weights.items() if w)) @ vector
+    order = sorted(range(len(pool)), key=lambda k: (-scores[k], k))[:n]  # ties keep the fused order
+    return [(pool[k], float(scores[k])) for k in order]
+
+
+GENERATORS: dict[str, Generator] = {**BASE_GENERATORS, "fused": fused, "linear": linear}

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.llm.base import LLMConfig
@@ -20,6 +20,11 @@ from core.errors import SettingsError
 from index.config import DataConfig, IndexConfig
 
 ENV_PREFIX = "RECAGENT_"
+
+# the base generators whose evidence the linear ranker weighs (agent.retrieval.linear), and its feature names
+LINEAR_GENERATORS = ("popularity", "item2item", "sequential", "collab", "text")
+LINEAR_FEATURES = (*(f"{g}.{kind}" for g in LINEAR_GENERATORS for kind in ("score", "found", "rank")),
+                   "popularity.log")
 
 
 class RetrievalConfig(BaseModel):
@@ -36,7 +41,19 @@ class RetrievalConfig(BaseModel):
         default_factory=lambda: {"collab": 1.0, "item2item": 0.0, "sequential": 1.0, "text": 0.3,
                                  "popularity": 0.1},
         description="weight of each generator in the fused ranking; defaults chosen by "
-                    "'recagent eval tune' on ml-latest-small's validation split")
+                    "'recagent tune' on ml-latest-small's validation split")
+    linear_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="the linear ranker's weight of each feature (LINEAR_FEATURES, e.g. 'collab.score'); fitted "
+                    "by 'recagent tune --protocol candidates20'; empty: the linear ranker is the fused one")
+
+    @field_validator("linear_weights")
+    @classmethod
+    def _known_features(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(LINEAR_FEATURES))
+        if unknown:
+            raise ValueError(f"unknown linear features {', '.join(unknown)}; known: {', '.join(LINEAR_FEATURES)}")
+        return weights
 
 
 RERANK_PROMPTS = {"labels": "rerank_listwise", "likelihood": "rerank_sequence"}  # each method's own prompt

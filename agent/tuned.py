@@ -19,7 +19,7 @@ from agent.settings import Settings
 from core.errors import SettingsError
 from index.store import namespace_of
 
-TUNABLE = ("retrieval.fusion_weights", "retrieval.rrf_k", "retrieval.query_weight")
+TUNABLE = ("retrieval.fusion_weights", "retrieval.rrf_k", "retrieval.query_weight", "retrieval.linear_weights")
 
 
 def tuned_path(settings: Settings, dataset: str) -> Path:
@@ -27,14 +27,20 @@ def tuned_path(settings: Settings, dataset: str) -> Path:
 
 
 def save_tuned(settings: Settings, dataset: str, values: dict[str, Any], record: dict[str, Any]) -> Path:
-    """Write the chosen values with where they came from (metric, validation figure, run file)."""
+    """Write the chosen values with where they came from (metric, validation figure, run file). Values an
+    earlier tuning saved for other settings stay (e.g. `--protocol candidates20` fits the linear ranker and
+    keeps the fusion weights `--protocol loo` chose); `sources` says which tuning each value came from."""
     unknown = sorted(set(values) - set(TUNABLE))
     if unknown:
         raise SettingsError(f"not tunable: {', '.join(unknown)}")
     path = tuned_path(settings, dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"dataset": namespace_of(dataset), "values": values, "saved": datetime.now(UTC).isoformat(),
-               **record}
+    earlier = read_tuned(settings, dataset) or {}
+    kept = {k: v for k, v in dict(earlier.get("values", {})).items() if k in TUNABLE and k not in values}
+    sources = {k: v for k, v in dict(earlier.get("sources", {})).items() if k in kept}
+    saved = datetime.now(UTC).isoformat()
+    payload = {"dataset": namespace_of(dataset), "values": {**kept, **values}, "saved": saved,
+               "sources": {**sources, **{k: {**record, "saved": saved} for k in values}}, **record}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("tune", cmd_tune, "choose the fusion weights on the validation split and save them for the dataset "
                               "(used by eval, chat and serve unless set explicitly)")
-    p.add_argument("--protocol", default="loo")
+    p.add_argument("--protocol", default="loo", help="loo or crs: the fusion weights; candidates20: fit the linear "
+                                                     "ranker for fixed candidate lists (the fusion weights stay)")
     p.add_argument("--max-users", type=int, default=2000, help="validation users sampled at most")
     p.add_argument("--dialogues", type=Path,
                    help="crs protocol: tune on this ReDial-format file instead of the validation dialogues")

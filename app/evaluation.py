@@ -87,10 +87,10 @@ def run_command(args: argparse.Namespace) -> int:
         result["saved_to"] = str(folder / "result.json")
         results = [result]
     else:
-        from eval.harness import RANKERS, evaluate, prepare
+        from eval.harness import available_rankers, evaluate, prepare
 
         prepared = prepare(settings, dataset, args.protocol, progress=progress)
-        rankers = list(RANKERS) if args.ranker == "all" else [args.ranker]
+        rankers = available_rankers(settings) if args.ranker == "all" else [args.ranker]
         results, rows, units = [], [], []
         for ranker in rankers:
             ranker_rows: list[dict[str, Any]] = []
@@ -244,6 +244,8 @@ def tune_command(args: argparse.Namespace) -> int:
     if args.protocol == "crs":
         return tune_crs_command(args, settings, dataset)
     prepared = prepare(settings, dataset, args.protocol, progress=not args.quiet)
+    if prepared.split.protocol == "candidates20":
+        return tune_linear_command(args, settings, dataset, prepared)
     grid: dict[str, Sequence[float]] = {"collab": [1.0], "item2item": [0, 0.3, 0.6], "sequential": [0, 0.5, 1.0, 1.5],
                                         "text": [0, 0.1, 0.3], "popularity": [0, 0.1, 0.2]}
     result = tune_fusion_fast(prepared, grid, [10, 20, 60], max_users=args.max_users, progress=not args.quiet)
@@ -258,6 +260,28 @@ def tune_command(args: argparse.Namespace) -> int:
                                                             "retrieval.rrf_k": best["rrf_k"]},
                                         {"metric": result["metric"], "validation": best["score"], "se": best["se"],
                                          "users": result["users"], "protocol": result["protocol"], "run": str(run)}))
+    print(json.dumps(result))
+    return 0
+
+
+def tune_linear_command(args: argparse.Namespace, settings: Any, dataset: str, prepared: Any) -> int:
+    """Fit the linear ranker on the validation split's fixed lists and save its weights (the fusion weights that
+    `tune --protocol loo` chose stay: fixed lists of random items are not what the chat ranks)."""
+    from agent.tuned import save_tuned
+    from eval.harness import git_commit
+    from eval.tuning import tune_linear
+
+    result = tune_linear(prepared, max_users=args.max_users, progress=not args.quiet)
+    result.update({"dataset": dataset, "protocol": prepared.split.protocol, "data_hash": prepared.data_hash,
+                   "git_commit": git_commit()})
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    run = settings.runs_dir / f"{stamp}_{Path(dataset).name}_{prepared.split.protocol}_tune.json"
+    run.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result["saved_to"] = str(save_tuned(settings, dataset, {"retrieval.linear_weights": result["linear_weights"]},
+                                        {"metric": result["metric"], "validation": result["cross_validated"][
+                                            str(result["l2"])], "users": result["users"],
+                                         "protocol": result["protocol"], "run": str(run)}))
     print(json.dumps(result))
     return 0
 

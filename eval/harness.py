@@ -26,7 +26,7 @@ from eval.units import user_rows
 from index.embedder import Embedder
 from index.loaders import load_dataset
 
-RANKERS = ("popularity", "item2item", "text", "collab", "sequential", "fused")  # retrievers; "llm" reranks
+RANKERS = ("popularity", "item2item", "text", "collab", "sequential", "fused", "linear")  # retrievers; "llm" reranks
 
 
 @dataclass
@@ -83,12 +83,14 @@ def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True) -> 
     """The LLM ranker: the fused top-N (or the case's fixed candidates) reordered by the LLM.
 
     Fixed candidates are shown as the protocol shuffled them and blended only with a `rerank.blend` set
-    explicitly: the adapter's own blend was chosen on the retriever's top N, not on random candidates.
+    explicitly: the adapter's own blend was chosen on the retriever's top N, not on random candidates. Their
+    retriever order is the linear ranker's when it has weights (it was fitted for such lists), else fused.
     """
     assert agent.reranker is not None and agent.llm is not None
     fixed = fixed_candidates(cases)
-    retriever = rank_cases(agent, cases, "fused", k=len(cases[0].candidates or []) if fixed
-                           else agent.settings.rerank.candidates, progress=progress)
+    retriever = rank_cases(agent, cases, retriever_for(agent.settings, fixed),
+                           k=len(cases[0].candidates or []) if fixed else agent.settings.rerank.candidates,
+                           progress=progress)
     shown = [list(c.candidates or []) for c in cases] if fixed else retriever
     with tqdm(total=len(cases), desc=f"reranking ({agent.llm.name})", unit="user", disable=not progress) as bar:
         results = agent.reranker.rerank([RerankList(c.history, s) for c, s in zip(cases, shown, strict=True)],
@@ -96,6 +98,17 @@ def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True) -> 
     weight = rerank_blend(agent, fixed)
     return Reranked([blend_with_retriever(r, o, weight).order for r, o in zip(results, retriever, strict=True)],
                     shown, retriever, results, weight)
+
+
+def retriever_for(settings: Settings, fixed: bool) -> str:
+    """The retriever whose order the LLM's scores are blended with: the linear ranker on fixed lists once it
+    has weights (`recagent tune --protocol candidates20`), the fused one otherwise."""
+    return "linear" if fixed and settings.retrieval.linear_weights else "fused"
+
+
+def available_rankers(settings: Settings) -> list[str]:
+    """The retrievers `--ranker all` scores: the linear one only once it has weights (else it is fused)."""
+    return [r for r in RANKERS if r != "linear" or settings.retrieval.linear_weights]
 
 
 def fixed_candidates(cases: Sequence[Case]) -> bool:
@@ -157,7 +170,8 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
         reranked = rerank_cases(agent, cases, progress)
         rankings, shown, retriever = reranked.rankings, reranked.shown, reranked.retriever
         inside = [i for i, (c, s) in enumerate(zip(cases, shown, strict=True)) if c.target in s]
-        extra = {"llm": {"backend": settings.llm.backend, "model": llm.name, "adapter": agent.rerank_adapter,
+        extra = {"retriever": retriever_for(agent.settings, fixed_candidates(cases)),
+                 "llm": {"backend": settings.llm.backend, "model": llm.name, "adapter": agent.rerank_adapter,
                          "method": settings.rerank.method, "prompt": agent.prompts["rerank"],
                          "permutations": settings.rerank.permutations,
                          "blend": reranked.blend},

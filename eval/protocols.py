@@ -84,8 +84,12 @@ def leave_one_out(dataset: Dataset, min_count: int = 5) -> Split:
     return Split("loo", train, validation, test, counts)
 
 
-def _sampled_candidates(case: Case, items: list[str], count: int, rng: np.random.Generator) -> Case:
+def _sampled_candidates(case: Case, items: list[str], count: int, rng: np.random.Generator) -> Case | None:
+    """The case with its target and count - 1 random unseen items, shuffled; None when the user has seen all
+    but fewer than count - 1 items of the catalogue (a small catalogue: sampling would never end)."""
     seen = set(case.history) | {case.target}
+    if len(set(items) - seen) < count - 1:
+        return None
     negatives: list[str] = []
     while len(negatives) < count - 1:
         for pick in rng.choice(len(items), size=2 * count, replace=False):
@@ -103,14 +107,18 @@ def candidates20(dataset: Dataset, min_count: int = 5, count: int = 20, seed: in
     """LLMRank's setting on top of `loo`: rank the target among 19 random unseen items, shuffled.
 
     It measures a ranker alone, without retrieval. Negatives are drawn uniformly from the filtered
-    catalog with a fixed seed per split, so every ranker sees the same lists.
+    catalog with a fixed seed per split, so every ranker sees the same lists. A user who has seen all but
+    fewer than count - 1 items is left out (only on small catalogues), and `counts` says how many per split.
     """
     base = leave_one_out(dataset, min_count)
     items = list(base.train.items)
     validation_rng, test_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
-    validation = [_sampled_candidates(c, items, count, validation_rng) for c in base.validation]
-    test = [_sampled_candidates(c, items, count, test_rng) for c in base.test]
-    return Split("candidates20", base.train, validation, test, base.counts)
+    validation = [c for c in (_sampled_candidates(c, items, count, validation_rng) for c in base.validation) if c]
+    test = [c for c in (_sampled_candidates(c, items, count, test_rng) for c in base.test) if c]
+    left_out = {"validation_users_left_out": len(base.validation) - len(validation),
+                "test_users_left_out": len(base.test) - len(test)}
+    counts = {**base.counts, **{k: v for k, v in left_out.items() if v}}
+    return Split("candidates20", base.train, validation, test, counts)
 
 
 PROTOCOLS = {"loo": leave_one_out, "candidates20": candidates20}

@@ -29,10 +29,11 @@ from train.rerank_data import LabelExample, RankExample, SequenceExample, Valida
 
 
 class LabelTask:
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, batch_size: int = 8) -> None:
         import torch
 
         self.tokenizer = tokenizer
+        self.batch_size = batch_size  # prompts per forward pass when scoring
         ids = []
         for label in LABELS:
             tokens = tokenizer.encode(label, add_special_tokens=False)
@@ -57,13 +58,13 @@ class LabelTask:
         targets = torch.tensor([e.target for e in examples], device=logits.device)
         return torch.nn.functional.cross_entropy(logits, targets)
 
-    def scores(self, model: Any, examples: Sequence[LabelExample], batch: int = 8) -> list[np.ndarray]:
+    def scores(self, model: Any, examples: Sequence[LabelExample]) -> list[np.ndarray]:
         """Log-probabilities of the labels shown, per example (a softmax over those labels)."""
         import torch
 
         out = []
-        for start in range(0, len(examples), batch):
-            chunk = examples[start:start + batch]
+        for start in range(0, len(examples), self.batch_size):
+            chunk = examples[start:start + self.batch_size]
             logits = self.label_logits(model, [e.prompt for e in chunk])
             for row, e in zip(logits, chunk, strict=True):
                 out.append(torch.log_softmax(row[: e.labels], dim=-1).cpu().numpy())
@@ -91,8 +92,9 @@ class SequenceTask:
                   for e in examples]
         return torch.stack(losses).mean()
 
-    def scores(self, model: Any, examples: Sequence[SequenceExample], batch: int = 8) -> list[np.ndarray]:
-        """The candidates' scores per example, as the agent's `LikelihoodReranker` computes them."""
+    def scores(self, model: Any, examples: Sequence[SequenceExample]) -> list[np.ndarray]:
+        """The candidates' scores per example, as the agent's `LikelihoodReranker` computes them (one list at a
+        time: the history is computed once for all of a list's candidates)."""
         return [self.list_scores(model, e).detach().cpu().numpy() for e in examples]
 
 

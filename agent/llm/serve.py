@@ -30,7 +30,7 @@ class ServeOptions:
     max_model_len: int = 2048
     max_logprobs: int = 300
     lora_modules: Sequence[str] = ()  # NAME=ADAPTER_DIR
-    max_lora_rank: int = 16
+    max_lora_rank: int | None = None  # None: the smallest vLLM accepts for the adapters' own ranks
     extra_args: Sequence[str] = ()
     model_cache: Path | None = None
 
@@ -38,6 +38,29 @@ class ServeOptions:
 def lora_modules(adapters: dict[str, str]) -> list[str]:
     """vLLM's `--lora-modules` arguments for adapters by name: NAME=ADAPTER_DIR."""
     return [f"{name}={folder}" for name, folder in adapters.items()]
+
+
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
+DEFAULT_LORA_RANK = 16
+
+
+def lora_rank(modules: Sequence[str]) -> int:
+    """The smallest --max-lora-rank that fits every adapter (NAME=ADAPTER_DIR), from each folder's
+    adapter_config.json (`r` and any per-module `rank_pattern`): vLLM sizes its LoRA buffers by this rank, so
+    r=8 adapters under a rank-16 server would pay for padding. Adapters it cannot read (a folder on another
+    machine, a hub name) count as DEFAULT_LORA_RANK; vLLM itself reports what it cannot load."""
+    import json
+
+    ranks = []
+    for module in modules:
+        config = Path(module.partition("=")[2]) / "adapter_config.json"
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+            ranks.append(max([int(data["r"]), *(int(r) for r in dict(data.get("rank_pattern") or {}).values())]))
+        except (OSError, ValueError, KeyError, TypeError):
+            ranks.append(DEFAULT_LORA_RANK)
+    wanted = max(ranks, default=DEFAULT_LORA_RANK)
+    return next((r for r in VLLM_LORA_RANKS if r >= wanted), wanted)
 
 
 def server_command(options: ServeOptions) -> list[str]:
@@ -48,7 +71,8 @@ def server_command(options: ServeOptions) -> list[str]:
                "--dtype", options.dtype, "--max-model-len", str(options.max_model_len),
                "--max-logprobs", str(options.max_logprobs)]
     if options.lora_modules:  # every adapter active at once: a ranking and a reply can share a batch
-        command += ["--enable-lora", "--max-lora-rank", str(options.max_lora_rank),
+        rank = options.max_lora_rank or lora_rank(options.lora_modules)
+        command += ["--enable-lora", "--max-lora-rank", str(rank),
                     "--max-loras", str(len(options.lora_modules)), "--lora-modules", *options.lora_modules]
     return command + list(options.extra_args)
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from agent.llm.backends import make_llm
-from agent.llm.base import LLMConfig, LLMError, LLMUnavailable
-from agent.llm.serve import ServeOptions, server_command, serving
+from agent.llm.base import LLMConfig, LLMError, LLMUnavailable, shipped_adapters
+from agent.llm.serve import ServeOptions, lora_rank, server_command, serving
 from agent.rerank import RerankInput, build_prompts
 from conftest import free_port
 from core.labels import LABELS
@@ -213,6 +215,23 @@ def test_serve_command_accepts_lora(model_folder: Any) -> None:
     assert command[command.index("--model") + 1] == str(model_folder)
     assert command[command.index("--max-logprobs") + 1] == "300"
     assert command[command.index("--dtype") + 1] == "bfloat16"
+    assert command[command.index("--max-lora-rank") + 1] == "16"  # a folder it cannot read: the default
+
+
+def test_serve_command_sizes_lora_buffers_by_the_adapters_ranks(tmp_path: Path) -> None:
+    """The shipped adapters are r=8: the server is started with --max-lora-rank 8, not the default 16; a
+    rank vLLM does not offer rounds up to one it does, and an explicit rank wins."""
+    shipped = [f"{name}={folder}" for name, folder in shipped_adapters().items() if name in ("adapt", "rerank")]
+    assert lora_rank(shipped) == 8
+    assert server_command(ServeOptions(lora_modules=shipped))[-len(shipped) - 5:-len(shipped)] == [
+        "--enable-lora", "--max-lora-rank", "8", "--max-loras", "2"]
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    (wide / "adapter_config.json").write_text(json.dumps({"r": 8, "rank_pattern": {"q_proj": 24}}))
+    assert lora_rank([*shipped, f"wide={wide}"]) == 32
+    assert lora_rank([f"bad={tmp_path}"]) == 16
+    command = server_command(ServeOptions(lora_modules=shipped, max_lora_rank=64))
+    assert command[command.index("--max-lora-rank") + 1] == "64"
 
 
 def test_serving_starts_nothing_for_an_in_process_or_external_llm() -> None:

@@ -51,3 +51,18 @@ def test_candidates20_lists(data_dir: Path) -> None:
         assert case.target in case.candidates and not set(case.history) & set(case.candidates)
         positions.append(case.candidates.index(case.target))
     assert 7 < sum(positions) / len(positions) < 12  # shuffled: the target is not always first
+
+
+def test_candidates20_leaves_out_users_with_too_few_unseen_items(small_data_dir: Path) -> None:
+    """movies-small has 300 movies, and some users rated almost all of them: they cannot get 19 unseen
+    negatives. They are left out and counted (sampling for them used to loop forever); ml-latest-small above
+    leaves nobody out and its counts keep their keys."""
+    from eval.protocols import candidates20, leave_one_out
+
+    dataset = load_dataset("movies-small", small_data_dir)
+    split, base = candidates20(dataset), leave_one_out(dataset)
+    items = set(split.train.items)
+    short = [c for c in base.test if len(items - set(c.history) - {c.target}) < 19]
+    assert short and split.counts["test_users_left_out"] == len(short) == len(base.test) - len(split.test)
+    assert split.counts["validation_users_left_out"] == len(base.validation) - len(split.validation)
+    assert all(c.candidates is not None and len(set(c.candidates)) == 20 for c in split.test + split.validation)

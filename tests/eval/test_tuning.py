@@ -1,5 +1,5 @@
 """The fast tuner: ranks computed from kept lists equal real fusion's, and racing picks what the exhaustive
-grid search picks."""
+grid search picks. The linear ranker's fit (a conditional logit on the validation lists) and its use."""
 
 from __future__ import annotations
 
@@ -9,9 +9,19 @@ import numpy as np
 import pytest
 
 from agent.retrieval import reciprocal_rank_fusion
-from agent.settings import Settings
+from agent.settings import LINEAR_FEATURES, Settings
 from conftest import make_settings
-from eval.tuning import Setting, metric_from_ranks, target_ranks, tune_fusion_fast, weight_grid
+from core.errors import SettingsError
+from eval.tuning import (
+    Setting,
+    conditional_logit,
+    list_ndcg,
+    metric_from_ranks,
+    target_ranks,
+    tune_fusion_fast,
+    tune_linear,
+    weight_grid,
+)
 
 
 def test_target_ranks_match_reciprocal_rank_fusion() -> None:
@@ -54,3 +64,69 @@ def test_racing_agrees_with_the_exhaustive_search(small_settings: Settings, embe
     raced = tune_fusion_fast(prepared, grid, [20], max_users=10_000, batch=100, drop_z=1.0, tolerance=1.0,
                              progress=False)
     assert raced["users"] < fast["users"]  # stopped early
+
+
+def test_conditional_logit_finds_the_feature_that_marks_the_target() -> None:
+    """Hand-built lists: feature 0 is far higher on the target, feature 1 is noise. The fit weighs feature 0 up,
+    ranks every target first, and the L2 term shrinks the weights."""
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(60, 8, 2))
+    targets = rng.integers(0, 8, size=60)
+    features[np.arange(60), targets, 0] += 8.0
+    weak, strong = conditional_logit(features, targets, 1.0), conditional_logit(features, targets, 1e-3)
+    assert strong[0] > abs(strong[1]) and strong[0] > weak[0] > 0
+    assert list_ndcg(features @ strong, targets).mean() == pytest.approx(1.0)
+
+
+def test_list_ndcg_counts_ties_against_the_target() -> None:
+    scores = np.array([[0.5, 0.9, 0.1], [0.2, 0.2, 0.2]])
+    assert list_ndcg(scores, np.array([0, 2])).tolist() == pytest.approx([1 / np.log2(3), 1 / np.log2(4)])
+
+
+def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weights(
+        small_settings: Settings, embedder: object, tmp_path: Path) -> None:
+    """`tune_linear` on movies-small's candidates20 validation lists: weights over known features, a held-out
+    figure per L2 strength; saved next to the fusion weights (which stay), applied by `with_tuned`; the
+    linear ranker then orders a fixed list by features @ weights, and without weights it is the fused ranker.
+    An unknown feature name is a settings error."""
+    from agent.assemble import build_agent
+    from agent.retrieval import Request, fused, linear, linear_features
+    from agent.tuned import save_tuned, with_tuned
+    from eval.harness import available_rankers, prepare, retriever_for
+
+    prepared = prepare(small_settings, "movies-small", "candidates20", progress=False, embedder=embedder)  # type: ignore[arg-type]
+    result = tune_linear(prepared, progress=False)
+    weights = result["linear_weights"]
+    assert weights and set(weights) <= set(LINEAR_FEATURES)
+    assert set(result["cross_validated"]) == {"0.001", "0.01", "0.1"} and result["users"] == len(
+        prepared.split.validation)
+    assert 0 < result["fused"] <= 1 and all(0 < v <= 1 for v in result["cross_validated"].values())
+
+    settings = small_settings.model_copy(update={"tuned_dir": tmp_path / "tuned"})
+    save_tuned(settings, "movies-small", {"retrieval.fusion_weights": {"collab": 1.0}}, {"protocol": "loo"})
+    path = save_tuned(settings, "movies-small", {"retrieval.linear_weights": weights}, {"protocol": "candidates20"})
+    tuned, applied = with_tuned(settings, "movies-small")
+    assert set(applied) == {"retrieval.fusion_weights", "retrieval.linear_weights"}, path.read_text()
+    assert tuned.retrieval.fusion_weights == {"collab": 1.0} and tuned.retrieval.linear_weights == weights
+    assert available_rankers(tuned)[-1] == "linear" and "linear" not in available_rankers(small_settings)
+    assert (retriever_for(tuned, True), retriever_for(tuned, False), retriever_for(small_settings, True)) == (
+        "linear", "fused", "fused")
+
+    agent = build_agent(settings.model_copy(update={"retrieval": tuned.retrieval}), namespace=prepared.agent.namespace,
+                        llm=None, index=prepared.agent.index, encoder=prepared.agent.encoder)
+    ctx = agent.recommender.context
+    case = prepared.split.test[0]
+    pool = list(case.candidates or [])
+    request = Request(history=case.history, timestamps=case.timestamps, exclude=frozenset(case.history),
+                      allowed=frozenset(pool))
+    ranked = linear(ctx, request, len(pool))
+    assert sorted(i for i, _ in ranked) == sorted(pool)
+    fused_order = [i for i, _ in fused(ctx, request, len(pool))]
+    expected = linear_features(ctx, request, fused_order) @ np.array([weights.get(f, 0.0) for f in LINEAR_FEATURES])
+    assert [s for _, s in ranked] == pytest.approx(sorted(expected, reverse=True))
+    assert linear(prepared.agent.recommender.context, request, len(pool)) == fused(
+        prepared.agent.recommender.context, request, len(pool))  # no weights: the fused ranker
+
+    with pytest.raises(SettingsError, match=r"unknown linear features collab\.scor"):
+        make_settings(small_settings.data.data_dir, tmp_path / "c",
+                      **{"retrieval.linear_weights": {"collab.scor": 1.0}})
