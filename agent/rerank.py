@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -136,13 +136,13 @@ def rerank_inputs(index: LoadedIndex, lists: Sequence[RerankList], history_windo
     return inputs
 
 
-@dataclass
+@dataclass(eq=False)
 class _Reranker:
     """What both rerankers hold: the model, the index the titles come from, the prompt, how much history it
     shows, the adapter, and the weight of the retriever's order in the final score (`blend_with_retriever`)."""
 
-    llm: LLM
-    index: LoadedIndex
+    llm: LLM = field(repr=False)
+    index: LoadedIndex = field(repr=False)
     template: PromptTemplate
     history_window: int = 10
     adapter: str | None = None
@@ -159,7 +159,7 @@ class _Reranker:
         raise NotImplementedError
 
 
-@dataclass
+@dataclass(eq=False)
 class LLMReranker(_Reranker):
     """Reranks candidate lists of catalog item ids with an LLM (and optionally a LoRA adapter), in batches."""
 
@@ -180,7 +180,7 @@ class LLMReranker(_Reranker):
         return results
 
 
-@dataclass
+@dataclass(eq=False)
 class LikelihoodReranker(_Reranker):
     """Reranks by how likely the model finds each candidate's title as the next item of the user's history.
 

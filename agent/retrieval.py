@@ -248,6 +248,17 @@ def linear_features(ctx: Context, request: Request, pool: Sequence[str], wanted:
     return out
 
 
+def linear_pool(ctx: Context, request: Request, n: int) -> list[str]:
+    """What the linear ranker orders: the fused top n, then any allowed item fused leaves out (one no generator
+    lists and nobody rated in the training part), by id, so that a fixed list is ranked whole."""
+    pool = [item for item, _ in fused(ctx, request, n)]
+    if request.allowed is not None and len(request.allowed) <= n:
+        listed = set(pool)
+        pool += sorted(i for i in request.allowed if i not in listed and i not in request.exclude
+                       and i in ctx.index.position)
+    return pool
+
+
 def linear(ctx: Context, request: Request, n: int) -> Ranked:
     """The fused top `pool` (every allowed item, for a fixed list shorter than that) ordered by a weighted sum of
     the generators' own evidence (`retrieval.linear_weights` over LINEAR_FEATURES), which `recagent tune
@@ -257,7 +268,7 @@ def linear(ctx: Context, request: Request, n: int) -> Ranked:
     weights = ctx.config.linear_weights
     if not weights:
         return fused(ctx, request, n)
-    pool = [item for item, _ in fused(ctx, request, max(ctx.config.pool, n))]
+    pool = linear_pool(ctx, request, max(ctx.config.pool, n))
     vector = np.array([weights.get(f, 0.0) for f in LINEAR_FEATURES])
     scores = linear_features(ctx, request, pool, frozenset(f for f, w in weights.items() if w)) @ vector
     order = sorted(range(len(pool)), key=lambda k: (-scores[k], k))[:n]  # ties keep the fused order

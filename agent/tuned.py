@@ -19,7 +19,11 @@ from agent.settings import Settings
 from core.errors import SettingsError
 from index.store import namespace_of
 
-TUNABLE = ("retrieval.fusion_weights", "retrieval.rrf_k", "retrieval.query_weight", "retrieval.linear_weights")
+# what can be tuned, by family: a tuning replaces its whole family and keeps the others (values chosen together
+# stay together: `tune --protocol crs` chooses the query weight with the fusion weights)
+FAMILIES = {"retrieval.fusion_weights": "fusion", "retrieval.rrf_k": "fusion", "retrieval.query_weight": "fusion",
+            "retrieval.linear_weights": "linear"}
+TUNABLE = tuple(FAMILIES)
 
 
 def tuned_path(settings: Settings, dataset: str) -> Path:
@@ -27,16 +31,18 @@ def tuned_path(settings: Settings, dataset: str) -> Path:
 
 
 def save_tuned(settings: Settings, dataset: str, values: dict[str, Any], record: dict[str, Any]) -> Path:
-    """Write the chosen values with where they came from (metric, validation figure, run file). Values an
-    earlier tuning saved for other settings stay (e.g. `--protocol candidates20` fits the linear ranker and
-    keeps the fusion weights `--protocol loo` chose); `sources` says which tuning each value came from."""
+    """Write the chosen values with where they came from (metric, validation figure, run file). The values an
+    earlier tuning saved for another family (FAMILIES) stay: `--protocol candidates20` fits the linear ranker and
+    keeps the fusion weights `--protocol loo` chose. `sources` says which tuning each value came from; the
+    top-level record is the latest tuning's."""
     unknown = sorted(set(values) - set(TUNABLE))
     if unknown:
         raise SettingsError(f"not tunable: {', '.join(unknown)}")
     path = tuned_path(settings, dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
     earlier = read_tuned(settings, dataset) or {}
-    kept = {k: v for k, v in dict(earlier.get("values", {})).items() if k in TUNABLE and k not in values}
+    replaced = {FAMILIES[k] for k in values}
+    kept = {k: v for k, v in dict(earlier.get("values", {})).items() if k in FAMILIES and FAMILIES[k] not in replaced}
     sources = {k: v for k, v in dict(earlier.get("sources", {})).items() if k in kept}
     saved = datetime.now(UTC).isoformat()
     payload = {"dataset": namespace_of(dataset), "values": {**kept, **values}, "saved": saved,

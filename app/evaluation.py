@@ -234,8 +234,17 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def save_tune_run(settings: Any, dataset: str, protocol: str, result: dict[str, Any]) -> Path:
+    """The tuning's record under runs/ (what `tuned` files point back to)."""
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    run = settings.runs_dir / f"{stamp}_{Path(dataset).name}_{protocol}_tune.json"
+    run.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return Path(run)
+
+
 def tune_command(args: argparse.Namespace) -> int:
-    from agent.tuned import save_tuned
+    from agent.tuned import save_tuned, with_tuned
     from eval.harness import git_commit, prepare
     from eval.tuning import tune_fusion_fast
 
@@ -243,18 +252,15 @@ def tune_command(args: argparse.Namespace) -> int:
     dataset = args.dataset or settings.data.dataset
     if args.protocol == "crs":
         return tune_crs_command(args, settings, dataset)
+    if args.protocol == "candidates20":  # compared with the fused ranker as eval runs it: tuned weights applied
+        return tune_linear_command(args, with_tuned(settings, dataset)[0], dataset)
     prepared = prepare(settings, dataset, args.protocol, progress=not args.quiet)
-    if prepared.split.protocol == "candidates20":
-        return tune_linear_command(args, settings, dataset, prepared)
     grid: dict[str, Sequence[float]] = {"collab": [1.0], "item2item": [0, 0.3, 0.6], "sequential": [0, 0.5, 1.0, 1.5],
                                         "text": [0, 0.1, 0.3], "popularity": [0, 0.1, 0.2]}
     result = tune_fusion_fast(prepared, grid, [10, 20, 60], max_users=args.max_users, progress=not args.quiet)
     result.update({"dataset": dataset, "protocol": prepared.split.protocol, "data_hash": prepared.data_hash,
                    "git_commit": git_commit()})
-    settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    run = settings.runs_dir / f"{stamp}_{Path(dataset).name}_{prepared.split.protocol}_tune.json"
-    run.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    run = save_tune_run(settings, dataset, prepared.split.protocol, result)
     best = result["best"]
     result["saved_to"] = str(save_tuned(settings, dataset, {"retrieval.fusion_weights": best["fusion_weights"],
                                                             "retrieval.rrf_k": best["rrf_k"]},
@@ -264,20 +270,18 @@ def tune_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def tune_linear_command(args: argparse.Namespace, settings: Any, dataset: str, prepared: Any) -> int:
+def tune_linear_command(args: argparse.Namespace, settings: Any, dataset: str) -> int:
     """Fit the linear ranker on the validation split's fixed lists and save its weights (the fusion weights that
     `tune --protocol loo` chose stay: fixed lists of random items are not what the chat ranks)."""
     from agent.tuned import save_tuned
-    from eval.harness import git_commit
+    from eval.harness import git_commit, prepare
     from eval.tuning import tune_linear
 
+    prepared = prepare(settings, dataset, "candidates20", progress=not args.quiet)
     result = tune_linear(prepared, max_users=args.max_users, progress=not args.quiet)
     result.update({"dataset": dataset, "protocol": prepared.split.protocol, "data_hash": prepared.data_hash,
                    "git_commit": git_commit()})
-    settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    run = settings.runs_dir / f"{stamp}_{Path(dataset).name}_{prepared.split.protocol}_tune.json"
-    run.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    run = save_tune_run(settings, dataset, prepared.split.protocol, result)
     result["saved_to"] = str(save_tuned(settings, dataset, {"retrieval.linear_weights": result["linear_weights"]},
                                         {"metric": result["metric"], "validation": result["cross_validated"][
                                             str(result["l2"])], "users": result["users"],
@@ -302,10 +306,7 @@ def tune_crs_command(args: argparse.Namespace, settings: Any, dataset: str) -> i
     result = tune_crs(turns, generator_names(agent), retrieval.fusion_weights, retrieval.rrf_k, retrieval.query_weight)
     result.update({"dataset": dataset, "protocol": "crs", "split": "validation", "data_hash": data.content_hash(),
                    "dialogues_file": str(args.dialogues) if args.dialogues else None, "git_commit": git_commit()})
-    settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    run = settings.runs_dir / f"{stamp}_{Path(dataset).name}_crs_tune.json"
-    run.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    run = save_tune_run(settings, dataset, "crs", result)
     result["saved_to"] = str(save_tuned(settings, dataset, {
         "retrieval.fusion_weights": result["fusion_weights"], "retrieval.rrf_k": result["rrf_k"],
         "retrieval.query_weight": result["query_weight"]}, {"metric": result["metric"], "validation": result["score"],

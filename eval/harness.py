@@ -74,13 +74,14 @@ class Reranked:
 
     rankings: list[list[str]]  # the evaluated lists: the LLM's scores blended with the retriever's order
     shown: list[list[str]]  # the lists as the LLM saw them
-    retriever: list[list[str]]  # the same candidates in the fused retriever's order
+    retriever: list[list[str]]  # the same candidates in the retriever's order (`retriever_for`)
     raw: list[RerankResult]  # the LLM's own results, before the blend
     blend: float  # the weight of the retriever's order in `rankings`
 
 
 def rerank_cases(agent: Agent, cases: Sequence[Case], progress: bool = True) -> Reranked:
-    """The LLM ranker: the fused top-N (or the case's fixed candidates) reordered by the LLM.
+    """The LLM ranker: the fused top-N (or the case's fixed candidates) reordered by the LLM and blended with the
+    retriever's order of the same items.
 
     Fixed candidates are shown as the protocol shuffled them and blended only with a `rerank.blend` set
     explicitly: the adapter's own blend was chosen on the retriever's top N, not on random candidates. Their
@@ -159,6 +160,9 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
 
     `rows`, when given, receives one row per user (its ranking and metrics) for the run's report.
     """
+    if ranker == "linear" and not prepared.agent.settings.retrieval.linear_weights:
+        raise InvalidRequest("the linear ranker has no weights for this dataset: run recagent tune --protocol "
+                             "candidates20 first (without them it would be the fused ranker under another name)")
     cases = prepared.split.cases(split)[:limit] if limit else prepared.split.cases(split)
     started = time.perf_counter()
     extra: dict[str, Any] = {}

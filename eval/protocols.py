@@ -92,7 +92,7 @@ def _sampled_candidates(case: Case, items: list[str], count: int, rng: np.random
         return None
     negatives: list[str] = []
     while len(negatives) < count - 1:
-        for pick in rng.choice(len(items), size=2 * count, replace=False):
+        for pick in rng.choice(len(items), size=min(2 * count, len(items)), replace=False):
             item = items[int(pick)]
             if item not in seen and item not in negatives:
                 negatives.append(item)

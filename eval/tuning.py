@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agent.retrieval import BASE_GENERATORS, Ranked, Request, fused, fused_lists, linear_features
+from agent.retrieval import BASE_GENERATORS, Ranked, Request, fused, fused_lists, linear_features, linear_pool
 from agent.settings import LINEAR_FEATURES
 from eval.harness import Prepared
 
@@ -166,7 +166,8 @@ def tune_linear(prepared: Prepared, l2s: Sequence[float] = (1e-3, 1e-2, 1e-1), f
     fused weights were not chosen on these lists, so the comparison is fair); the weights returned are
     refitted on every sampled user and mapped back to the raw feature scale."""
     started = time.perf_counter()
-    ctx = prepared.agent.recommender.context
+    recommender = prepared.agent.recommender
+    ctx = recommender.context
     cases = [c for c in prepared.split.validation if c.candidates]
     if not cases:
         raise ValueError("the linear ranker is fitted on fixed candidate lists (protocol candidates20)")
@@ -174,13 +175,13 @@ def tune_linear(prepared: Prepared, l2s: Sequence[float] = (1e-3, 1e-2, 1e-1), f
     rows, targets, fused_ndcg = [], [], []
     for position in tqdm(order, desc="features (validation)", unit="user", disable=not progress):
         case = cases[int(position)]
-        pool = list(case.candidates or [])
-        request = Request(history=case.history, timestamps=case.timestamps, exclude=frozenset(case.history),
-                          allowed=frozenset(pool))
+        request = recommender.request(history=case.history, timestamps=case.timestamps, only=case.candidates)
+        pool = linear_pool(ctx, request, len(case.candidates or []))  # the list in fused order, as the ranker sees it
         rows.append(linear_features(ctx, request, pool))
         targets.append(pool.index(case.target))
         fused_order = [item for item, _ in fused(ctx, request, len(pool))]
-        fused_ndcg.append(metric_from_ranks(np.array([fused_order.index(case.target)]), "ndcg@10")[0])
+        fused_rank = fused_order.index(case.target) if case.target in fused_order else len(pool)
+        fused_ndcg.append(metric_from_ranks(np.array([fused_rank]), "ndcg@10")[0])
     features, target = np.stack(rows), np.array(targets)
     flat = features.reshape(-1, features.shape[-1])
     mean, scale = flat.mean(axis=0), flat.std(axis=0)

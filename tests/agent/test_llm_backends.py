@@ -223,8 +223,9 @@ def test_serve_command_sizes_lora_buffers_by_the_adapters_ranks(tmp_path: Path) 
     rank vLLM does not offer rounds up to one it does, and an explicit rank wins."""
     shipped = [f"{name}={folder}" for name, folder in shipped_adapters().items() if name in ("adapt", "rerank")]
     assert lora_rank(shipped) == 8
-    assert server_command(ServeOptions(lora_modules=shipped))[-len(shipped) - 5:-len(shipped)] == [
-        "--enable-lora", "--max-lora-rank", "8", "--max-loras", "2"]
+    command = server_command(ServeOptions(lora_modules=shipped))
+    start = command.index("--enable-lora")
+    assert command[start:start + 6] == ["--enable-lora", "--max-lora-rank", "8", "--max-loras", "2", "--lora-modules"]
     wide = tmp_path / "wide"
     wide.mkdir()
     (wide / "adapter_config.json").write_text(json.dumps({"r": 8, "rank_pattern": {"q_proj": 24}}))

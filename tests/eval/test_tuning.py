@@ -3,6 +3,7 @@ grid search picks. The linear ranker's fit (a conditional logit on the validatio
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from agent.retrieval import reciprocal_rank_fusion
 from agent.settings import LINEAR_FEATURES, Settings
 from conftest import make_settings
-from core.errors import SettingsError
+from core.errors import InvalidRequest, SettingsError
 from eval.tuning import (
     Setting,
     conditional_logit,
@@ -92,7 +93,7 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     from agent.assemble import build_agent
     from agent.retrieval import Request, fused, linear, linear_features
     from agent.tuned import save_tuned, with_tuned
-    from eval.harness import available_rankers, prepare, retriever_for
+    from eval.harness import available_rankers, evaluate, prepare, retriever_for
 
     prepared = prepare(small_settings, "movies-small", "candidates20", progress=False, embedder=embedder)  # type: ignore[arg-type]
     result = tune_linear(prepared, progress=False)
@@ -103,10 +104,15 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     assert 0 < result["fused"] <= 1 and all(0 < v <= 1 for v in result["cross_validated"].values())
 
     settings = small_settings.model_copy(update={"tuned_dir": tmp_path / "tuned"})
+    save_tuned(settings, "movies-small", {"retrieval.fusion_weights": {"text": 1.0}, "retrieval.query_weight": 2.0},
+               {"protocol": "crs"})
     save_tuned(settings, "movies-small", {"retrieval.fusion_weights": {"collab": 1.0}}, {"protocol": "loo"})
     path = save_tuned(settings, "movies-small", {"retrieval.linear_weights": weights}, {"protocol": "candidates20"})
     tuned, applied = with_tuned(settings, "movies-small")
+    # a tuning replaces its own family whole (crs's query weight went with its fusion weights) and keeps the other
     assert set(applied) == {"retrieval.fusion_weights", "retrieval.linear_weights"}, path.read_text()
+    assert {k: v["protocol"] for k, v in json.loads(path.read_text())["sources"].items()} == {
+        "retrieval.fusion_weights": "loo", "retrieval.linear_weights": "candidates20"}
     assert tuned.retrieval.fusion_weights == {"collab": 1.0} and tuned.retrieval.linear_weights == weights
     assert available_rankers(tuned)[-1] == "linear" and "linear" not in available_rankers(small_settings)
     assert (retriever_for(tuned, True), retriever_for(tuned, False), retriever_for(small_settings, True)) == (
@@ -126,6 +132,8 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     assert [s for _, s in ranked] == pytest.approx(sorted(expected, reverse=True))
     assert linear(prepared.agent.recommender.context, request, len(pool)) == fused(
         prepared.agent.recommender.context, request, len(pool))  # no weights: the fused ranker
+    with pytest.raises(InvalidRequest, match="no weights"):  # and eval will not score it under another name
+        evaluate(prepared, "linear", "test", small_settings, "movies-small", progress=False)
 
     with pytest.raises(SettingsError, match=r"unknown linear features collab\.scor"):
         make_settings(small_settings.data.data_dir, tmp_path / "c",
