@@ -84,11 +84,13 @@ def leave_one_out(dataset: Dataset, min_count: int = 5) -> Split:
     return Split("loo", train, validation, test, counts)
 
 
-def _sampled_candidates(case: Case, items: list[str], count: int, rng: np.random.Generator) -> Case | None:
+def _sampled_candidates(case: Case, items: list[str], catalogue: frozenset[str], count: int,
+                        rng: np.random.Generator) -> Case | None:
     """The case with its target and count - 1 random unseen items, shuffled; None when the user has seen all
-    but fewer than count - 1 items of the catalogue (a small catalogue: sampling would never end)."""
+    but fewer than count - 1 items of the catalogue (`catalogue`, the set of `items`: a small catalogue, where
+    sampling would never end)."""
     seen = set(case.history) | {case.target}
-    if len(set(items) - seen) < count - 1:
+    if len(catalogue - seen) < count - 1:
         return None
     negatives: list[str] = []
     while len(negatives) < count - 1:
@@ -112,9 +114,11 @@ def candidates20(dataset: Dataset, min_count: int = 5, count: int = 20, seed: in
     """
     base = leave_one_out(dataset, min_count)
     items = list(base.train.items)
+    catalogue = frozenset(items)
     validation_rng, test_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
-    validation = [c for c in (_sampled_candidates(c, items, count, validation_rng) for c in base.validation) if c]
-    test = [c for c in (_sampled_candidates(c, items, count, test_rng) for c in base.test) if c]
+    validation = [c for c in (_sampled_candidates(c, items, catalogue, count, validation_rng) for c in base.validation)
+                  if c]
+    test = [c for c in (_sampled_candidates(c, items, catalogue, count, test_rng) for c in base.test) if c]
     left_out = {"validation_users_left_out": len(base.validation) - len(validation),
                 "test_users_left_out": len(base.test) - len(test)}
     counts = {**base.counts, **{k: v for k, v in left_out.items() if v}}
