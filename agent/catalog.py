@@ -80,6 +80,24 @@ class LoadedIndex:
         return max(shared, key=lambda k: (coverage[k], k)) if shared else None
 
     @cached_property
+    def interaction_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """The indexed interactions' timestamps by item, as (starts, times): position p's are
+        times[starts[p]:starts[p + 1]], sorted. Read from the stored users on first use."""
+        pairs = [(self.position[i], t) for history in self.store.histories() for i, t in history
+                 if i in self.position]
+        positions = np.array([p for p, _ in pairs], dtype=np.int64)
+        times = np.array([t for _, t in pairs], dtype=np.int64)
+        order = np.lexsort((times, positions))
+        starts = np.searchsorted(positions[order], np.arange(len(self.ids) + 1))
+        return starts, times[order]
+
+    @cached_property
+    def latest_time(self) -> int:
+        """The latest indexed interaction's timestamp (0 without any): "now" for a request without times."""
+        times = self.interaction_times[1]
+        return int(times.max()) if len(times) else 0
+
+    @cached_property
     def titles(self) -> dict[str, str]:
         """Item id to title, for prompts and grounding checks."""
         return {item_id: entry.title for item_id, entry in self.entries.items()}

@@ -7,6 +7,7 @@ reciprocal rank fusion. Generators are looked up by exact name in GENERATORS.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -14,8 +15,8 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from agent.catalog import LoadedIndex
-from agent.settings import LINEAR_FEATURES, LINEAR_GENERATORS, RetrievalConfig
+from agent.catalog import CatalogEntry, LoadedIndex
+from agent.settings import GENERATOR_EVIDENCE, ITEM_FEATURES, LINEAR_FEATURES, LINEAR_GENERATORS, RetrievalConfig
 from index.collab import time_groups
 from index.store import Space
 
@@ -225,26 +226,94 @@ def fused(ctx: Context, request: Request, n: int) -> Ranked:
     return ranked
 
 
+DAY = 86_400  # seconds: interaction timestamps are Unix seconds
+YEAR = 365.2425 * DAY
+
+
+def _year(entry: CatalogEntry | None) -> int | None:
+    value = entry.attributes.get("year") if entry is not None else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.ndarray:
+    """What the linear ranker reads of each item of `pool` itself (ITEM_FEATURES, as columns), at the request's
+    time (its latest timestamp; the index's latest without one, i.e. now):
+    - popularity.log: log(1 + interactions);
+    - time.recent30 / time.recent365 / time.before: log(1 + interactions in the 30 / 365 days before that time,
+      and ever before it): what was popular then (a replayed history) or is now (a chat);
+    - time.seen: whether anyone had it before then; time.age: log(1 + days since its first interaction);
+    - year.released: its "year" attribute is not after that time's year; year.new: it is that year or the
+      one before; year.age: log(1 + years since); year.distance: years from the history's mean year / 10;
+    - attribute.match: the share of the history's descriptive attribute (genres, tags) that the item's
+      values carry, each history item spreading weight 1 over its values.
+    Only the indexed (training) interactions are counted; nothing after the request's time is read."""
+    index = ctx.index
+    out = np.zeros((len(pool), len(ITEM_FEATURES)))
+    if not pool:
+        return out
+    positions = np.array([index.position[i] for i in pool])
+    out[:, 0] = np.log1p(index.popularity[positions])
+    now = max(request.timestamps) if request.timestamps else index.latest_time
+    starts, times = index.interaction_times
+    for row, p in enumerate(positions):
+        stamps = times[starts[p]:starts[p + 1]]
+        before = int(np.searchsorted(stamps, now, side="right"))
+        recent = [before - int(np.searchsorted(stamps, now - days * DAY, side="left")) for days in (30, 365)]
+        age = np.log1p((now - stamps[0]) / DAY) if before else 0.0
+        out[row, 1:6] = (*np.log1p(recent), np.log1p(before), float(before > 0), age)
+    this_year = 1970 + math.floor(now / YEAR)
+    years = [y for y in (_year(index.entries.get(i)) for i in request.history) if y is not None]
+    attribute = index.descriptive_attribute
+    profile: dict[str, float] = {}
+    for item in request.history if attribute else ():
+        values = _values(index.entries.get(item), attribute)
+        for value in values:
+            profile[value] = profile.get(value, 0.0) + 1.0 / len(values)
+    total = sum(profile.values())
+    for row, item in enumerate(pool):
+        entry = index.entries.get(item)
+        year = _year(entry)
+        if year is not None:
+            out[row, 6:10] = (float(year <= this_year), float(year >= this_year - 1),
+                              np.log1p(max(0, this_year - year)),
+                              abs(year - float(np.mean(years))) / 10 if years else 0.0)
+        values = _values(entry, attribute)
+        if values and total:
+            out[row, 10] = sum(profile.get(v, 0.0) for v in values) / total / len(values)
+    return out
+
+
+def _values(entry: CatalogEntry | None, attribute: str | None) -> list[str]:
+    value = entry.attributes.get(attribute) if entry is not None and attribute else None
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)] if value else []
+
+
 def linear_features(ctx: Context, request: Request, pool: Sequence[str], wanted: frozenset[str] | None = None
                     ) -> np.ndarray:
     """The linear ranker's features (LINEAR_FEATURES, as columns) of each item of `pool` (rows): per base
     generator, its own score ("<g>.score", 0 where it does not list the item), whether it lists the item
-    ("<g>.found") and its rank as 20 / (21 + rank) ("<g>.rank", 0 where unlisted); and log(1 + popularity)
-    ("popularity.log"). A generator none of whose features is `wanted` is not run (its columns stay 0)."""
+    ("<g>.found") and its rank as 20 / (21 + rank) ("<g>.rank", 0 where unlisted); then the item's own
+    (item_features). A generator none of whose features is `wanted` is not run (its columns stay 0), nor are
+    the item's time, year and attribute features read unless one is wanted."""
     out = np.zeros((len(pool), len(LINEAR_FEATURES)))
     if not pool:
         return out
+    kinds = len(GENERATOR_EVIDENCE)
     restricted = Request(request.history, request.timestamps, request.query, request.exclude, frozenset(pool))
     for g, name in enumerate(LINEAR_GENERATORS):
-        if wanted is not None and not any(f.startswith(f"{name}.") and f != "popularity.log" for f in wanted):
+        if wanted is not None and not any(f"{name}.{kind}" in wanted for kind in GENERATOR_EVIDENCE):
             continue
         ranked = BASE_GENERATORS[name](ctx, restricted, len(pool))
         listed = {item: (rank, score) for rank, (item, score) in enumerate(ranked)}
         for row, item in enumerate(pool):
             if item in listed:
                 rank, score = listed[item]
-                out[row, 3 * g:3 * g + 3] = (score, 1.0, 20.0 / (21.0 + rank))
-    out[:, -1] = np.log1p(ctx.index.popularity[[ctx.index.position[i] for i in pool]])
+                out[row, kinds * g:kinds * g + kinds] = (score, 1.0, 20.0 / (21.0 + rank))
+    first = kinds * len(LINEAR_GENERATORS)
+    if wanted is None or wanted & set(ITEM_FEATURES[1:]):
+        out[:, first:] = item_features(ctx, request, pool)
+    else:
+        out[:, first] = np.log1p(ctx.index.popularity[[ctx.index.position[i] for i in pool]])
     return out
 
 

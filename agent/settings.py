@@ -21,10 +21,14 @@ from index.config import DataConfig, IndexConfig
 
 ENV_PREFIX = "RECAGENT_"
 
-# the base generators whose evidence the linear ranker weighs (agent.retrieval.linear), and its feature names
+# the base generators whose evidence the linear ranker weighs (agent.retrieval.linear), what it reads of each
+# one's list, what it reads of the item itself at the request's time (agent.retrieval.item_features), and so
+# its feature names, in column order
 LINEAR_GENERATORS = ("popularity", "item2item", "sequential", "collab", "text")
-LINEAR_FEATURES = (*(f"{g}.{kind}" for g in LINEAR_GENERATORS for kind in ("score", "found", "rank")),
-                   "popularity.log")
+GENERATOR_EVIDENCE = ("score", "found", "rank")
+ITEM_FEATURES = ("popularity.log", "time.recent30", "time.recent365", "time.before", "time.seen", "time.age",
+                 "year.released", "year.new", "year.age", "year.distance", "attribute.match")
+LINEAR_FEATURES = (*(f"{g}.{kind}" for g in LINEAR_GENERATORS for kind in GENERATOR_EVIDENCE), *ITEM_FEATURES)
 
 
 class RetrievalConfig(BaseModel):

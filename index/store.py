@@ -293,6 +293,14 @@ class IndexStore:
         pairs = json.loads(got["documents"][0])
         return [str(i) for i, _ in pairs], [int(t) for _, t in pairs]
 
+    def histories(self) -> list[list[tuple[str, int]]]:
+        """Every stored user's (item, timestamp) pairs, oldest first ([] for an index without users)."""
+        try:
+            documents = self._get_all("users", include=["documents"])["documents"]
+        except IndexStateError:
+            return []
+        return [[(str(i), int(t)) for i, t in json.loads(d)] for d in documents]
+
     def user_vector(self, user: str) -> np.ndarray:
         got = self._collection("users").get(ids=[user], include=["embeddings"])
         if not got["ids"]:

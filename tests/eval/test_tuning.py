@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agent.retrieval import reciprocal_rank_fusion
-from agent.settings import LINEAR_FEATURES, Settings
+from agent.settings import ITEM_FEATURES, LINEAR_FEATURES, Settings
 from conftest import make_settings
 from core.errors import InvalidRequest, SettingsError
 from eval.tuning import (
@@ -91,7 +91,7 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     linear ranker then orders a fixed list by features @ weights, and without weights it is the fused ranker.
     An unknown feature name is a settings error."""
     from agent.assemble import build_agent
-    from agent.retrieval import Request, fused, linear, linear_features
+    from agent.retrieval import Request, fused, item_features, linear, linear_features
     from agent.tuned import save_tuned, with_tuned
     from eval.harness import available_rankers, evaluate, prepare, retriever_for
 
@@ -130,6 +130,25 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     fused_order = [i for i, _ in fused(ctx, request, len(pool))]
     expected = linear_features(ctx, request, fused_order) @ np.array([weights.get(f, 0.0) for f in LINEAR_FEATURES])
     assert [s for _, s in ranked] == pytest.approx(sorted(expected, reverse=True))
+
+    # the item's own features count only the training interactions up to the request's time
+    train = prepared.split.train.interactions
+    now, column = max(case.timestamps), {name: k for k, name in enumerate(ITEM_FEATURES)}
+    own = item_features(ctx, request, pool)
+    for row, item in enumerate(pool):
+        stamps = train["timestamp"][train["item"] == item].to_numpy()
+        assert own[row, column["time.before"]] == pytest.approx(np.log1p((stamps <= now).sum()))
+        assert own[row, column["time.recent30"]] == pytest.approx(np.log1p(((stamps <= now) & (
+            stamps >= now - 30 * 86_400)).sum()))
+        assert own[row, column["time.seen"]] == float((stamps <= now).any())
+        year = ctx.index.entries[item].attributes.get("year")
+        assert own[row, column["year.released"]] == float(year is not None and year <= 1970 + now // (
+            365.2425 * 86_400))
+    assert 0 < own[:, column["time.seen"]].sum() < len(pool)  # the list mixes items seen before then and after
+    assert np.all((0 <= own[:, column["attribute.match"]]) & (own[:, column["attribute.match"]] <= 1))
+    assert own[:, column["attribute.match"]].max() > 0
+    timeless = item_features(ctx, Request(history=case.history), pool)  # now: the latest indexed interaction
+    assert timeless[:, column["time.before"]] == pytest.approx(timeless[:, column["popularity.log"]])
     assert linear(prepared.agent.recommender.context, request, len(pool)) == fused(
         prepared.agent.recommender.context, request, len(pool))  # no weights: the fused ranker
     with pytest.raises(InvalidRequest, match="no weights"):  # and eval will not score it under another name
