@@ -145,8 +145,8 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
         assert own[row, column["year.released"]] == float(year is not None and year <= 1970 + now // (
             365.2425 * 86_400))
     assert 0 < own[:, column["time.seen"]].sum() < len(pool)  # the list mixes items seen before then and after
-    assert np.all((0 <= own[:, column["attribute.match"]]) & (own[:, column["attribute.match"]] <= 1))
-    assert own[:, column["attribute.match"]].max() > 0
+    match = own[:, column["attribute.match"]]
+    assert match.min() >= 0 and 0 < match.max() <= 1
     timeless = item_features(ctx, Request(history=case.history), pool)  # now: the latest indexed interaction
     assert timeless[:, column["time.before"]] == pytest.approx(timeless[:, column["popularity.log"]])
     assert linear(prepared.agent.recommender.context, request, len(pool)) == fused(
