@@ -147,6 +147,13 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     assert 0 < own[:, column["time.seen"]].sum() < len(pool)  # the list mixes items seen before then and after
     match = own[:, column["attribute.match"]]
     assert match.min() >= 0 and 0 < match.max() <= 1
+    history = [ctx.index.position[i] for i in case.history if i in ctx.index.position]
+    graph = ctx.index.cooccurrence
+    for row, item in enumerate(pool):  # the whole history's co-occurrence, 0.95 per item back
+        together = sum(0.95 ** (len(history) - 1 - k) * graph[h, ctx.index.position[item]]
+                       for k, h in enumerate(history))
+        assert own[row, column["history.cooccurrence"]] == pytest.approx(np.log1p(together), rel=1e-5)
+    assert own[:, column["history.cooccurrence"]].max() > 0
     timeless = item_features(ctx, Request(history=case.history), pool)  # now: the latest indexed interaction
     assert timeless[:, column["time.before"]] == pytest.approx(timeless[:, column["popularity.log"]])
     assert linear(prepared.agent.recommender.context, request, len(pool)) == fused(
