@@ -254,8 +254,11 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
     out = np.zeros((len(pool), len(ITEM_FEATURES)))
     if not pool:
         return out
+    column = {name: k for k, name in enumerate(ITEM_FEATURES)}
+    times_of = [column[f] for f in ("time.recent30", "time.recent365", "time.before", "time.seen", "time.age")]
+    year_of = [column[f] for f in ("year.released", "year.new", "year.age", "year.distance")]
     positions = np.array([index.position[i] for i in pool])
-    out[:, 0] = np.log1p(index.popularity[positions])
+    out[:, column["popularity.log"]] = np.log1p(index.popularity[positions])
     now = max(request.timestamps) if request.timestamps else index.latest_time
     starts, times = index.interaction_times
     for row, p in enumerate(positions):
@@ -263,7 +266,7 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
         before = int(np.searchsorted(stamps, now, side="right"))
         recent = [before - int(np.searchsorted(stamps, now - days * DAY, side="left")) for days in (30, 365)]
         age = np.log1p((now - stamps[0]) / DAY) if before else 0.0
-        out[row, 1:6] = (*np.log1p(recent), np.log1p(before), float(before > 0), age)
+        out[row, times_of] = (*np.log1p(recent), np.log1p(before), float(before > 0), age)
     this_year = 1970 + math.floor(now / YEAR)
     years = [y for y in (_year(index.entries.get(i)) for i in request.history) if y is not None]
     attribute = index.descriptive_attribute
@@ -277,16 +280,16 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
         entry = index.entries.get(item)
         year = _year(entry)
         if year is not None:
-            out[row, 6:10] = (float(year <= this_year), float(year >= this_year - 1),
+            out[row, year_of] = (float(year <= this_year), float(this_year - 1 <= year <= this_year),
                               np.log1p(max(0, this_year - year)),
                               abs(year - float(np.mean(years))) / 10 if years else 0.0)
         values = _values(entry, attribute)
         if values and total:
-            out[row, 10] = sum(profile.get(v, 0.0) for v in values) / total / len(values)
+            out[row, column["attribute.match"]] = sum(profile.get(v, 0.0) for v in values) / total / len(values)
     history = [index.position[i] for i in request.history if i in index.position]
     if history:
         back = HISTORY_DECAY ** np.arange(len(history) - 1, -1, -1)
-        out[:, 11] = np.log1p(back @ index.cooccurrence[history][:, positions].toarray())
+        out[:, column["history.cooccurrence"]] = np.log1p(back @ index.cooccurrence[history][:, positions].toarray())
     return out
 
 
