@@ -79,14 +79,23 @@ class LoadedIndex:
         shared = [k for k in coverage if uses[k] >= 2 * len(values[k])]
         return max(shared, key=lambda k: (coverage[k], k)) if shared else None
 
+    def descriptive_values(self, item_id: str) -> list[Any]:
+        """An item's values of the descriptive attribute ([] without one, or for an unknown item)."""
+        entry = self.entries.get(item_id)
+        value = entry.attributes.get(self.descriptive_attribute) if entry and self.descriptive_attribute else None
+        return list(value) if isinstance(value, list) else [value] if value else []
+
     @cached_property
     def interaction_times(self) -> tuple[np.ndarray, np.ndarray]:
         """The indexed interactions' timestamps by item, as (starts, times): position p's are
         times[starts[p]:starts[p + 1]], sorted. Read from the stored users on first use."""
-        pairs = [(self.position[i], t) for history in self.store.histories() for i, t in history
-                 if i in self.position]
-        positions = np.array([p for p, _ in pairs], dtype=np.int64)
-        times = np.array([t for _, t in pairs], dtype=np.int64)
+        positions_of, times_of = [], []
+        for history in self.store.histories():
+            for item, time in history:
+                if item in self.position:
+                    positions_of.append(self.position[item])
+                    times_of.append(time)
+        positions, times = np.array(positions_of, dtype=np.int64), np.array(times_of, dtype=np.int64)
         order = np.lexsort((times, positions))
         starts = np.searchsorted(positions[order], np.arange(len(self.ids) + 1))
         return starts, times[order]

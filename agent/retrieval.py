@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -269,21 +269,20 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
         out[row, times_of] = (*np.log1p(recent), np.log1p(before), float(before > 0), age)
     this_year = 1970 + math.floor(now / YEAR)
     years = [y for y in (_year(index.entries.get(i)) for i in request.history) if y is not None]
-    attribute = index.descriptive_attribute
-    profile: dict[str, float] = {}
-    for item in request.history if attribute else ():
-        values = _values(index.entries.get(item), attribute)
+    mean_year = float(np.mean(years)) if years else None
+    profile: dict[Any, float] = {}
+    for item in request.history:
+        values = index.descriptive_values(item)
         for value in values:
             profile[value] = profile.get(value, 0.0) + 1.0 / len(values)
     total = sum(profile.values())
     for row, item in enumerate(pool):
-        entry = index.entries.get(item)
-        year = _year(entry)
+        year = _year(index.entries.get(item))
         if year is not None:
             out[row, year_of] = (float(year <= this_year), float(this_year - 1 <= year <= this_year),
-                              np.log1p(max(0, this_year - year)),
-                              abs(year - float(np.mean(years))) / 10 if years else 0.0)
-        values = _values(entry, attribute)
+                                 np.log1p(max(0, this_year - year)),
+                                 abs(year - mean_year) / 10 if mean_year is not None else 0.0)
+        values = index.descriptive_values(item)
         if values and total:
             out[row, column["attribute.match"]] = sum(profile.get(v, 0.0) for v in values) / total / len(values)
     history = [index.position[i] for i in request.history if i in index.position]
@@ -291,11 +290,6 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
         back = HISTORY_DECAY ** np.arange(len(history) - 1, -1, -1)
         out[:, column["history.cooccurrence"]] = np.log1p(back @ index.cooccurrence[history][:, positions].toarray())
     return out
-
-
-def _values(entry: CatalogEntry | None, attribute: str | None) -> list[str]:
-    value = entry.attributes.get(attribute) if entry is not None and attribute else None
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)] if value else []
 
 
 def linear_features(ctx: Context, request: Request, pool: Sequence[str], wanted: frozenset[str] | None = None

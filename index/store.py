@@ -124,6 +124,11 @@ def _decode_rows(texts: Sequence[str], position: dict[str, int], n: int) -> sp.c
                           np.concatenate(columns) if columns else np.zeros(0, np.int32), indptr), shape=(n, n))
 
 
+def _decode_history(document: str) -> list[tuple[str, int]]:
+    """A stored user's (item, timestamp) pairs from their document (add_users writes it)."""
+    return [(str(i), int(t)) for i, t in json.loads(document)]
+
+
 def _item_metadata(title: str, attributes: Mapping[str, Any], digest: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"title": title, "_hash": digest, "_attrs": json.dumps(attributes)}
     for key, value in attributes.items():  # flat copies, so Chroma's own filters could use them
@@ -290,8 +295,8 @@ class IndexStore:
         got = self._collection("users").get(ids=[user], include=["documents"])
         if not got["ids"]:
             raise UnknownUser(user, self.namespace)
-        pairs = json.loads(got["documents"][0])
-        return [str(i) for i, _ in pairs], [int(t) for _, t in pairs]
+        pairs = _decode_history(got["documents"][0])
+        return [i for i, _ in pairs], [t for _, t in pairs]
 
     def histories(self) -> list[list[tuple[str, int]]]:
         """Every stored user's (item, timestamp) pairs, oldest first ([] for an index without users)."""
@@ -299,7 +304,7 @@ class IndexStore:
             documents = self._get_all("users", include=["documents"])["documents"]
         except IndexStateError:
             return []
-        return [[(str(i), int(t)) for i, t in json.loads(d)] for d in documents]
+        return [_decode_history(d) for d in documents]
 
     def user_vector(self, user: str) -> np.ndarray:
         got = self._collection("users").get(ids=[user], include=["embeddings"])

@@ -122,8 +122,7 @@ def _request_for(index: LoadedIndex, target: str, candidates: Sequence[str], rng
     attribute = index.descriptive_attribute
     if attribute is None:
         return None
-    value_or_list = index.entries[target].attributes.get(attribute)
-    values = list(value_or_list) if isinstance(value_or_list, list) else [value_or_list] if value_or_list else []
+    values = index.descriptive_values(target)
     rng.shuffle(values)
     for value in values:
         having = sum(1 for c in candidates if value in (index.entries[c].attributes.get(attribute) or []))
