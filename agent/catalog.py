@@ -106,6 +106,12 @@ class LoadedIndex:
         times = self.interaction_times[1]
         return int(times.max()) if len(times) else 0
 
+    @property
+    def timed(self) -> bool:
+        """Whether the indexed timestamps are real times, not an order standing in for them (Last.fm's file
+        order, ReDial's turns): only then do an item's dates mean anything."""
+        return bool(self.state.get("timed", True))
+
     @cached_property
     def titles(self) -> dict[str, str]:
         """Item id to title, for prompts and grounding checks."""

@@ -74,20 +74,20 @@ class Recommender:
         if filters:
             validate(filters)
         items: list[str] = []
-        times: list[int] | None = []
+        times: list[int] = []
         if user is not None:
             items, stored_times = self.index.user_history(user)
             times = list(stored_times)
         if history:
             items += [str(i) for i in history]
-            if timestamps is not None and times is not None:
+            if timestamps is not None:
                 times += [int(t) for t in timestamps]
-            else:  # given histories without times: each item is its own step, after the stored ones
-                start = (times[-1] + 1) if times else 0
-                times = (times or []) + list(range(start, start + len(history)))
+            elif times:  # a history given without times: each item is its own step, after the stored ones
+                times += list(range(times[-1] + 1, times[-1] + 1 + len(history)))
+            # else no time at all: the order alone (times made up from 0 would date the request 1970)
         allowed = self.index.allowed(filters)
         if only is not None:
             allowed = set(only) if allowed is None else allowed & set(only)
-        return Request(history=items, timestamps=times if items else None, query=query,
+        return Request(history=items, timestamps=times if items and times else None, query=query,
                        exclude=frozenset(items if exclude_seen else ()) | frozenset(exclude),
                        allowed=frozenset(allowed) if allowed is not None else None)

@@ -238,18 +238,21 @@ def _year(entry: CatalogEntry | None) -> int | None:
 
 def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.ndarray:
     """What the linear ranker reads of each item of `pool` itself (ITEM_FEATURES, as columns), at the request's
-    time (its latest timestamp; the index's latest without one, i.e. now):
-    - popularity.log: log(1 + interactions);
+    time (its latest timestamp; the index's latest interaction without one, i.e. now):
+    - popularity.log: log(1 + interactions), over the whole indexed (training) part, as the popularity
+      generator counts: in a replayed history this includes other users' interactions after the request's time;
     - time.recent30 / time.recent365 / time.before: log(1 + interactions in the 30 / 365 days before that time,
       and ever before it): what was popular then (a replayed history) or is now (a chat);
     - time.seen: whether anyone had it before then; time.age: log(1 + days since its first interaction);
     - year.released: its "year" attribute is not after that time's year; year.new: it is that year or the
       one before; year.age: log(1 + years since); year.distance: years from the history's mean year / 10;
-    - attribute.match: the share of the history's descriptive attribute (genres, tags) that the item's
-      values carry, each history item spreading weight 1 over its values;
+    - attribute.match: the history's weight on the item's descriptive values (genres, tags), each history item
+      spreading weight 1 over its own values, as a share of the history's total, averaged over the item's
+      values (an item with many values does not match everything);
     - history.cooccurrence: log(1 + the sum of its cosine co-occurrence (the item-to-item graph) with every
       history item, weighted 0.95 per item back from the latest); the item2item generator reads the latest few.
-    Only the indexed (training) interactions are counted; nothing after the request's time is read."""
+    The time.* and year.* columns count only the indexed interactions up to the request's time, and stay 0 on an
+    index whose timestamps are an order, not times (Last.fm's file order, ReDial's turns), or without any."""
     index = ctx.index
     out = np.zeros((len(pool), len(ITEM_FEATURES)))
     if not pool:
@@ -259,15 +262,16 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
     year_of = [column[f] for f in ("year.released", "year.new", "year.age", "year.distance")]
     positions = np.array([index.position[i] for i in pool])
     out[:, column["popularity.log"]] = np.log1p(index.popularity[positions])
-    now = max(request.timestamps) if request.timestamps else index.latest_time
-    starts, times = index.interaction_times
-    for row, p in enumerate(positions):
-        stamps = times[starts[p]:starts[p + 1]]
-        before = int(np.searchsorted(stamps, now, side="right"))
-        recent = [before - int(np.searchsorted(stamps, now - days * DAY, side="left")) for days in (30, 365)]
-        age = np.log1p((now - stamps[0]) / DAY) if before else 0.0
-        out[row, times_of] = (*np.log1p(recent), np.log1p(before), float(before > 0), age)
-    this_year = 1970 + math.floor(now / YEAR)
+    now = (max(request.timestamps) if request.timestamps else index.latest_time) if index.timed else 0
+    if now > 0:
+        starts, times = index.interaction_times
+        for row, p in enumerate(positions):
+            stamps = times[starts[p]:starts[p + 1]]
+            before = int(np.searchsorted(stamps, now, side="right"))
+            recent = [before - int(np.searchsorted(stamps, now - days * DAY, side="left")) for days in (30, 365)]
+            age = np.log1p((now - stamps[0]) / DAY) if before else 0.0
+            out[row, times_of] = (*np.log1p(recent), np.log1p(before), float(before > 0), age)
+    this_year = 1970 + math.floor(now / YEAR) if now > 0 else None
     years = [y for y in (_year(index.entries.get(i)) for i in request.history) if y is not None]
     mean_year = float(np.mean(years)) if years else None
     profile: dict[Any, float] = {}
@@ -278,7 +282,7 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
     total = sum(profile.values())
     for row, item in enumerate(pool):
         year = _year(index.entries.get(item))
-        if year is not None:
+        if year is not None and this_year is not None:
             out[row, year_of] = (float(year <= this_year), float(this_year - 1 <= year <= this_year),
                                  np.log1p(max(0, this_year - year)),
                                  abs(year - mean_year) / 10 if mean_year is not None else 0.0)

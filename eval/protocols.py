@@ -79,7 +79,8 @@ def leave_one_out(dataset: Dataset, min_count: int = 5) -> Split:
         test.append(_case(h, ids, len(h.items) - 1))
     train_frame = pd.concat(train_rows, ignore_index=True)
     train_frame["rating"] = np.nan
-    train = Dataset(f"{dataset.name}-loo", items, train_frame, dataset.files, item_noun=dataset.item_noun)
+    train = Dataset(f"{dataset.name}-loo", items, train_frame, dataset.files, item_noun=dataset.item_noun,
+                    timed=dataset.timed)
     counts = {"users": len(histories), "items": len(items), "interactions": len(frame)}
     return Split("loo", train, validation, test, counts)
 

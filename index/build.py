@@ -73,7 +73,8 @@ def build_index(dataset: Dataset, store: IndexStore, config: IndexConfig,
     store.sync_search_settings()  # an ef_search changed since the collections were written
 
     store.set_state(state="complete", collab_hash=fingerprint, data_hash=dataset.content_hash(),
-                    items=len(dataset.items), embedder=embedder_name(config.embedder), item_noun=dataset.item_noun)
+                    items=len(dataset.items), embedder=embedder_name(config.embedder), item_noun=dataset.item_noun,
+                    timed=dataset.timed)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -36,6 +36,7 @@ class Dataset:
     skipped: dict[str, int] = field(default_factory=dict)
     item_noun: str = "item"  # what the catalog holds ("movie", "artist"), for prompts and replies
     notes: list[str] = field(default_factory=list)  # how the loader read it, e.g. file order for time
+    timed: bool = True  # the timestamps are real times (seconds); False: an order stands in (file order, turns)
 
     def content_hash(self) -> str:
         """A hash of the catalog and interactions, saved with evaluation runs."""

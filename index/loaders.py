@@ -173,7 +173,8 @@ def load_lastfm_hetrec(folder: Path, name: str) -> Dataset:
                                                                                     "weight")),
                                     plays, items, user="userID", item="artistID", timestamp=None,
                                     rating="weight", skipped=skipped)
-    return Dataset(name, items, interactions_frame(*columns), [*files, plays], skipped, item_noun="artist")
+    return Dataset(name, items, interactions_frame(*columns), [*files, plays], skipped, item_noun="artist",
+                   timed=False)
 
 
 def _tie_break(user: str, item: str) -> int:
@@ -262,7 +263,7 @@ def load_generic(spec: GenericFormat, name: str) -> Dataset:
                                     timestamp=timestamp, rating=spec.rating_column,
                                     skipped=skipped)
     return Dataset(name, items, interactions_frame(*columns), [spec.catalog, spec.interactions], skipped,
-                   item_noun=spec.item_noun, notes=notes)
+                   item_noun=spec.item_noun, notes=notes, timed=timestamp is not None)
 
 
 Detector = tuple[tuple[str, ...], Callable[[Path, str], Dataset]]

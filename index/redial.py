@@ -132,7 +132,7 @@ def load_redial(folder: Path, name: str) -> Dataset:
     if not columns[0]:
         raise DataError(train[0], "no dialogue mentions a movie of the catalog")
     return Dataset(name, items, interactions_frame(*columns), [movies, *train], item_noun="movie",
-                   notes=[f"{len(dialogues)} training dialogues as users (movies mentioned, in order)"])
+                   notes=[f"{len(dialogues)} training dialogues as users (movies mentioned, in order)"], timed=False)
 
 
 def write_dialogues(dialogues: list[dict[str, object]], path: Path) -> Path:

@@ -136,9 +136,11 @@ def with_transfer(target: Dataset, source: Dataset, config: TransferConfig) -> t
             interactions = pd.concat([target.interactions, moved], ignore_index=True)
         else:
             views[source.name] = Dataset(f"{target.name}-{source.name}", items, moved, list(source.files),
-                                         item_noun=target.item_noun, notes=[f"{source.name} over {target.name}"])
+                                         item_noun=target.item_noun, notes=[f"{source.name} over {target.name}"],
+                                         timed=source.timed)
     data = Dataset(target.name, items, interactions, [*target.files, *source.files], dict(target.skipped),
-                   item_noun=target.item_noun, notes=notes)
+                   item_noun=target.item_noun, notes=notes,
+                   timed=target.timed and (config.mode != "merge" or not config.interactions or source.timed))
     return data, views
 
 

@@ -112,7 +112,7 @@ def _fold_index(settings: Settings, train: Dataset, fold: int, folds: int, embed
     users = train.interactions["user"].astype(str)
     keep = users.map(lambda u: fold_of(u, folds) != fold)
     data = Dataset(f"{train.name}-f{fold}of{folds}", train.items, train.interactions[keep.to_numpy()].copy(),
-                   train.files, item_noun=train.item_noun)
+                   train.files, item_noun=train.item_noun, timed=train.timed)
     index_dataset(settings, data, embedder, progress=False, purpose="train")
     return build_agent(settings, namespace=data.name, llm=None, embedder=embedder).recommender
 

@@ -3,6 +3,7 @@ grid search picks. The linear ranker's fit (a conditional logit on the validatio
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     linear ranker then orders a fixed list by features @ weights, and without weights it is the fused ranker.
     An unknown feature name is a settings error."""
     from agent.assemble import build_agent
-    from agent.retrieval import Request, fused, item_features, linear, linear_features
+    from agent.retrieval import Context, Request, fused, item_features, linear, linear_features
     from agent.tuned import save_tuned, with_tuned
     from eval.harness import available_rankers, evaluate, prepare, retriever_for
 
@@ -135,16 +136,27 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     train = prepared.split.train.interactions
     now, column = max(case.timestamps), {name: k for k, name in enumerate(ITEM_FEATURES)}
     own = item_features(ctx, request, pool)
+    this_year = 1970 + int(now // (365.2425 * 86_400))
+    years = [ctx.index.entries[i].attributes["year"] for i in case.history
+             if "year" in ctx.index.entries[i].attributes]
     for row, item in enumerate(pool):
         stamps = train["timestamp"][train["item"] == item].to_numpy()
-        assert own[row, column["time.before"]] == pytest.approx(np.log1p((stamps <= now).sum()))
-        assert own[row, column["time.recent30"]] == pytest.approx(np.log1p(((stamps <= now) & (
-            stamps >= now - 30 * 86_400)).sum()))
-        assert own[row, column["time.seen"]] == float((stamps <= now).any())
+        then = stamps[stamps <= now]  # what a later interaction adds must not count
+        assert own[row, column["time.before"]] == pytest.approx(np.log1p(len(then)))
+        for days in (30, 365):
+            recent = (then >= now - days * 86_400).sum()
+            assert own[row, column[f"time.recent{days}"]] == pytest.approx(np.log1p(recent))
+        assert own[row, column["time.seen"]] == float(len(then) > 0)
+        age = np.log1p((now - then.min()) / 86_400) if len(then) else 0
+        assert own[row, column["time.age"]] == pytest.approx(age)
         year = ctx.index.entries[item].attributes.get("year")
-        assert own[row, column["year.released"]] == float(year is not None and year <= 1970 + now // (
-            365.2425 * 86_400))
+        expected_years = (0, 0, 0, 0) if year is None else (
+            float(year <= this_year), float(year in (this_year - 1, this_year)), np.log1p(max(0, this_year - year)),
+            abs(year - np.mean(years)) / 10)
+        assert [own[row, column[f"year.{f}"]] for f in ("released", "new", "age", "distance")] == pytest.approx(
+            expected_years)
     assert 0 < own[:, column["time.seen"]].sum() < len(pool)  # the list mixes items seen before then and after
+    assert (own[:, column["time.before"]] < own[:, column["popularity.log"]]).any()  # later interactions exist
     match = own[:, column["attribute.match"]]
     assert match.min() >= 0 and 0 < match.max() <= 1
     history = [ctx.index.position[i] for i in case.history if i in ctx.index.position]
@@ -156,6 +168,18 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     assert own[:, column["history.cooccurrence"]].max() > 0
     timeless = item_features(ctx, Request(history=case.history), pool)  # now: the latest indexed interaction
     assert timeless[:, column["time.before"]] == pytest.approx(timeless[:, column["popularity.log"]])
+    # a history given without times is dated now, not 1970 by made-up times 0, 1, 2...
+    given = agent.recommender.request(history=case.history, only=pool)
+    assert given.timestamps is None and np.array_equal(item_features(ctx, given, pool), timeless)
+    assert timeless[:, column["year.released"]].sum() >= own[:, column["year.released"]].sum() > 0
+    # an index whose timestamps are only an order (Last.fm's file order) dates nothing
+    untimed = copy.copy(ctx.index)
+    untimed.state = {**ctx.index.state, "timed": False}
+    dateless = item_features(Context(untimed, ctx.config, ctx.encoder), request, pool)
+    dated = [column[f] for f in ITEM_FEATURES if f.startswith(("time.", "year."))]
+    assert not dateless[:, dated].any() and timeless[:, dated].any()
+    undated = [k for k in range(len(ITEM_FEATURES)) if k not in dated]
+    assert np.array_equal(dateless[:, undated], own[:, undated])
     assert linear(prepared.agent.recommender.context, request, len(pool)) == fused(
         prepared.agent.recommender.context, request, len(pool))  # no weights: the fused ranker
     with pytest.raises(InvalidRequest, match="no weights"):  # and eval will not score it under another name

@@ -23,6 +23,7 @@ def test_movielens_latest_small_counts(data_dir: Path) -> None:
     assert toy.attributes["year"] == 1995
     assert "Animation" in toy.attributes["genres"]
     assert dataset.skipped == {}
+    assert dataset.timed  # real times (seconds), which the linear ranker's time features read
 
 
 def test_movielens_100k_is_read_as_latin1(data_dir: Path) -> None:
@@ -39,11 +40,12 @@ def test_lastfm_artists_with_tags(data_dir: Path) -> None:
     assert dataset.interactions["user"].nunique() == 1892
     tagged = [item for item in dataset.items.values() if item.attributes["tags"]]
     assert len(tagged) > 10000
+    assert not dataset.timed  # file order stands in for time: no item has a date
 
 
 def test_lastfm_tagged_view_is_ordered_by_first_tagging_day(data_dir: Path) -> None:
     dataset = load_dataset("lastfm-hetrec2011-tagged", data_dir)
-    assert dataset.name == "lastfm-hetrec2011-tagged" and dataset.item_noun == "artist"
+    assert dataset.name == "lastfm-hetrec2011-tagged" and dataset.item_noun == "artist" and dataset.timed
     frame = dataset.interactions
     assert len(frame) == 70297 and frame["user"].nunique() == 1891  # one row per (user, artist) tagged
     assert dataset.skipped == {"user_taggedartists.dat: users' artists not in the catalog": 767}  # of 71,064
@@ -194,7 +196,7 @@ def test_generic_without_timestamps_uses_file_order(tmp_path: Path) -> None:
         dataset = load_dataset(str(folder), tmp_path)
         assert dataset.interactions["timestamp"].tolist() == [0, 1, 2]
         assert dataset.interactions["item"].tolist() == ["b", "a", "a"]
-        assert any("file order" in note for note in dataset.notes)
+        assert any("file order" in note for note in dataset.notes) and not dataset.timed
     folder = _generic(tmp_path / "named", "items.csv", extra='timestamp_column = "when"\n')
     (folder / "items.csv").write_text("sku,name,blurb,color,size\na,A,x,red,1\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"events.csv:1: missing column\(s\) when; header has user_id"):
