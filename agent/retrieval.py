@@ -243,7 +243,8 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
       generator counts: in a replayed history this includes other users' interactions after the request's time;
     - time.recent30 / time.recent365 / time.before: log(1 + interactions in the 30 / 365 days before that time,
       and ever before it): what was popular then (a replayed history) or is now (a chat);
-    - time.seen: whether anyone had it before then; time.age: log(1 + days since its first interaction);
+    - time.seen: whether anyone had it before then; time.age / time.last: log(1 + days since its first / its
+      latest interaction) (0 for an item nobody had yet);
     - year.released: its "year" attribute is not after that time's year; year.new: it is that year or the
       one before; year.age: log(1 + years since); year.distance: years from the history's mean year / 10;
     - attribute.match: the history's weight on the item's descriptive values (genres, tags), each history item
@@ -258,7 +259,8 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
     if not pool:
         return out
     column = {name: k for k, name in enumerate(ITEM_FEATURES)}
-    times_of = [column[f] for f in ("time.recent30", "time.recent365", "time.before", "time.seen", "time.age")]
+    times_of = [column[f] for f in ("time.recent30", "time.recent365", "time.before", "time.seen", "time.age",
+                                    "time.last")]
     year_of = [column[f] for f in ("year.released", "year.new", "year.age", "year.distance")]
     positions = np.array([index.position[i] for i in pool])
     out[:, column["popularity.log"]] = np.log1p(index.popularity[positions])
@@ -269,8 +271,8 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
             stamps = times[starts[p]:starts[p + 1]]
             before = int(np.searchsorted(stamps, now, side="right"))
             recent = [before - int(np.searchsorted(stamps, now - days * DAY, side="left")) for days in (30, 365)]
-            age = np.log1p((now - stamps[0]) / DAY) if before else 0.0
-            out[row, times_of] = (*np.log1p(recent), np.log1p(before), float(before > 0), age)
+            since = np.log1p((now - stamps[[0, before - 1]]) / DAY) if before else (0.0, 0.0)
+            out[row, times_of] = (*np.log1p(recent), np.log1p(before), float(before > 0), *since)
     this_year = 1970 + math.floor(now / YEAR) if now > 0 else None
     years = [y for y in (_year(index.entries.get(i)) for i in request.history) if y is not None]
     mean_year = float(np.mean(years)) if years else None

@@ -27,7 +27,8 @@ ENV_PREFIX = "RECAGENT_"
 LINEAR_GENERATORS = ("popularity", "item2item", "sequential", "collab", "text")
 GENERATOR_EVIDENCE = ("score", "found", "rank")
 ITEM_FEATURES = ("popularity.log", "time.recent30", "time.recent365", "time.before", "time.seen", "time.age",
-                 "year.released", "year.new", "year.age", "year.distance", "attribute.match", "history.cooccurrence")
+                 "time.last", "year.released", "year.new", "year.age", "year.distance", "attribute.match",
+                 "history.cooccurrence")
 LINEAR_FEATURES = (*(f"{g}.{kind}" for g in LINEAR_GENERATORS for kind in GENERATOR_EVIDENCE), *ITEM_FEATURES)
 
 

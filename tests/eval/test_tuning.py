@@ -147,8 +147,8 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
             recent = (then >= now - days * 86_400).sum()
             assert own[row, column[f"time.recent{days}"]] == pytest.approx(np.log1p(recent))
         assert own[row, column["time.seen"]] == float(len(then) > 0)
-        age = np.log1p((now - then.min()) / 86_400) if len(then) else 0
-        assert own[row, column["time.age"]] == pytest.approx(age)
+        since = np.log1p((now - np.array([then.min(), then.max()])) / 86_400) if len(then) else (0, 0)
+        assert [own[row, column["time.age"]], own[row, column["time.last"]]] == pytest.approx(since)
         year = ctx.index.entries[item].attributes.get("year")
         expected_years = (0, 0, 0, 0) if year is None else (
             float(year <= this_year), float(year in (this_year - 1, this_year)), np.log1p(max(0, this_year - year)),
