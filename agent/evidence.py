@@ -79,13 +79,11 @@ def evidence_for(index: LoadedIndex, item_id: str, history: Sequence[str], query
         parts.append("people who liked " + " and ".join(names) + " also liked it")
         evidence += picks
     attribute = index.descriptive_attribute
-    values = index.entries[item_id].attributes.get(attribute, []) if attribute and item_id in index.entries else []
-    if attribute is not None and isinstance(values, list) and values and history:
+    values = index.descriptive_values(item_id)  # a list (genres, tags) or one value (a category)
+    if attribute is not None and values and history:
         counts: Counter[str] = Counter()
         for h in history[-HISTORY_SPAN:]:
-            h_values = index.entries[h].attributes.get(attribute, []) if h in index.entries else []
-            if isinstance(h_values, list):
-                counts.update(v for v in h_values if v in values)
+            counts.update(str(v) for v in index.descriptive_values(h) if v in values)
         shared = [v for v, _ in counts.most_common(2)]
         if shared:
             parts.append(f"it shares {' and '.join(shared)} with {index.noun}s you liked")

@@ -3,6 +3,7 @@ power-law popularity; `index build` and the dialogue's catalog constraints work 
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from agent.assemble import build_agent, index_named_dataset
+from agent.evidence import evidence_for
 from conftest import REPO, make_settings
 from core.errors import InvalidRequest
 from index.embedder import Embedder
@@ -77,3 +79,10 @@ def test_index_build_and_dialogue_constraints(shop: Path, tmp_path: Path, embedd
     assert state.include.get("category") == ["Kitchen"] and state.exclude.get("brand") == [brand]
     assert reply.items and all(i.attributes["category"] == "Kitchen" and i.attributes["brand"] != brand
                                for i in reply.items)
+
+    # a descriptive attribute with one value per item (a category, not a list of tags) still gives a reason
+    by_category = copy.copy(agent.index)
+    by_category.__dict__["descriptive_attribute"] = "category"
+    kitchen = [i for i, e in agent.index.entries.items() if e.attributes["category"] == "Kitchen"]
+    reason, evidence = evidence_for(by_category, kitchen[0], kitchen[1:4], None)
+    assert "it shares Kitchen with products you liked" in reason and "category:Kitchen" in evidence
