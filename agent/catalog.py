@@ -109,8 +109,9 @@ class LoadedIndex:
     @property
     def timed(self) -> bool:
         """Whether the indexed timestamps are real times, not an order standing in for them (Last.fm's file
-        order, ReDial's turns): only then do an item's dates mean anything."""
-        return bool(self.state.get("timed", True))
+        order, ReDial's turns): only then do an item's dates mean anything. An index built before the flag
+        was stored counts as timed when its latest interaction is after 1973 (row numbers are far below)."""
+        return bool(self.state.get("timed", self.latest_time >= 10**8))
 
     @cached_property
     def titles(self) -> dict[str, str]:

@@ -73,6 +73,8 @@ class Recommender:
         """What the generators see for these arguments (the same as `candidates` ranks for)."""
         if filters:
             validate(filters)
+        if timestamps is not None and len(timestamps) != len(history or ()):
+            raise InvalidRequest(f"{len(timestamps)} timestamps for a history of {len(history or ())} items")
         items: list[str] = []
         times: list[int] = []
         if user is not None:

@@ -240,11 +240,12 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
     """What the linear ranker reads of each item of `pool` itself (ITEM_FEATURES, as columns), at the request's
     time (its latest timestamp; the index's latest interaction without one, i.e. now):
     - popularity.log: log(1 + interactions), over the whole indexed (training) part, as the popularity
-      generator counts: in a replayed history this includes other users' interactions after the request's time;
+      generator counts: in a replayed history this includes other users' interactions after the request's time
+      (so does the co-occurrence graph, below, and every generator's model);
     - time.recent30 / time.recent365 / time.before: log(1 + interactions in the 30 / 365 days before that time,
       and ever before it): what was popular then (a replayed history) or is now (a chat);
     - time.seen: whether anyone had it before then; time.age / time.last: log(1 + days since its first / its
-      latest interaction) (0 for an item nobody had yet);
+      latest interaction up to then) (0 for an item nobody had yet);
     - year.released: its "year" attribute is not after that time's year; year.new: it is that year or the
       one before; year.age: log(1 + years since); year.distance: years from the history's mean year / 10;
     - attribute.match: the history's weight on the item's descriptive values (genres, tags), each history item
@@ -252,8 +253,10 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
       values (an item with many values does not match everything);
     - history.cooccurrence: log(1 + the sum of its cosine co-occurrence (the item-to-item graph) with every
       history item, weighted 0.95 per item back from the latest); the item2item generator reads the latest few.
-    The time.* and year.* columns count only the indexed interactions up to the request's time, and stay 0 on an
-    index whose timestamps are an order, not times (Last.fm's file order, ReDial's turns), or without any."""
+    The time.* columns count only the indexed interactions up to the request's time, and year.* reads only that
+    time's year. Both stay 0 on an index whose timestamps are an order, not times (Last.fm's file order,
+    ReDial's turns, a generic file without a timestamp column), or without any interactions; year.distance,
+    which reads no time, stays."""
     index = ctx.index
     out = np.zeros((len(pool), len(ITEM_FEATURES)))
     if not pool:
@@ -261,10 +264,12 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
     column = {name: k for k, name in enumerate(ITEM_FEATURES)}
     times_of = [column[f] for f in ("time.recent30", "time.recent365", "time.before", "time.seen", "time.age",
                                     "time.last")]
-    year_of = [column[f] for f in ("year.released", "year.new", "year.age", "year.distance")]
+    dated_year = [column[f] for f in ("year.released", "year.new", "year.age")]
     positions = np.array([index.position[i] for i in pool])
     out[:, column["popularity.log"]] = np.log1p(index.popularity[positions])
-    now = (max(request.timestamps) if request.timestamps else index.latest_time) if index.timed else 0
+    now = max(request.timestamps) if request.timestamps else index.latest_time
+    if not index.timed:
+        now = 0  # an order, not a time: nothing is dated (0 is also an index without interactions)
     if now > 0:
         starts, times = index.interaction_times
         for row, p in enumerate(positions):
@@ -285,9 +290,10 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
     for row, item in enumerate(pool):
         year = _year(index.entries.get(item))
         if year is not None and this_year is not None:
-            out[row, year_of] = (float(year <= this_year), float(this_year - 1 <= year <= this_year),
-                                 np.log1p(max(0, this_year - year)),
-                                 abs(year - mean_year) / 10 if mean_year is not None else 0.0)
+            out[row, dated_year] = (float(year <= this_year), float(this_year - 1 <= year <= this_year),
+                                    np.log1p(max(0, this_year - year)))
+        if year is not None and mean_year is not None:
+            out[row, column["year.distance"]] = abs(year - mean_year) / 10
         values = index.descriptive_values(item)
         if values and total:
             out[row, column["attribute.match"]] = sum(profile.get(v, 0.0) for v in values) / total / len(values)

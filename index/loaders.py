@@ -36,8 +36,8 @@ class GenericFormat(BaseModel):
     list_separator: str = "|"
     user_column: str = "user_id"
     item_column: str = "item_id"
-    timestamp_column: str | None = Field("timestamp", description="'' or absent from the file: file order "
-                                                                   "stands in for time")
+    timestamp_column: str | None = Field("timestamp", description="Unix seconds; '' or absent from the file: "
+                                                                   "file order stands in for time")
     rating_column: str | None = None
     encoding: str = "utf-8"
     item_noun: str = Field("item", pattern=r"^[a-z][a-z -]{0,30}$", description="what one item is, e.g. 'product'")

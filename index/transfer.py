@@ -128,19 +128,20 @@ def with_transfer(target: Dataset, source: Dataset, config: TransferConfig) -> t
                          and k not in item.attributes}
             items[item_id] = replace(item, attributes={**item.attributes, **extra}) if extra else item
     interactions = target.interactions
+    timed = target.timed
     views: dict[str, Dataset] = {}
     if config.interactions:
         moved = moved_interactions(source, mapping, config)
         notes.append(f"{len(moved)} {source.name} interactions on mapped items ({config.mode})")
         if config.mode == "merge":
             interactions = pd.concat([target.interactions, moved], ignore_index=True)
+            timed = timed and source.timed
         else:
             views[source.name] = Dataset(f"{target.name}-{source.name}", items, moved, list(source.files),
                                          item_noun=target.item_noun, notes=[f"{source.name} over {target.name}"],
                                          timed=source.timed)
     data = Dataset(target.name, items, interactions, [*target.files, *source.files], dict(target.skipped),
-                   item_noun=target.item_noun, notes=notes,
-                   timed=target.timed and (config.mode != "merge" or not config.interactions or source.timed))
+                   item_noun=target.item_noun, notes=notes, timed=timed)
     return data, views
 
 

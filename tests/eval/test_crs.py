@@ -66,6 +66,7 @@ def test_loader_merges_turns_and_reads_the_catalog(redial_dir: Path) -> None:
     assert len(data.items) == 10 and data.items["1"].attributes == {"year": 1999}
     first = data.interactions[data.interactions["user"] == "dialogue-t0"]
     assert list(first["item"]) == ["1", "3", "4"] and list(first["timestamp"]) == [0, 1, 2]
+    assert not data.timed  # turn order stands in for time: no movie is dated by it
     assert d2.turns[0].role == "recommender"
 
 

@@ -156,7 +156,9 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
         assert [own[row, column[f"year.{f}"]] for f in ("released", "new", "age", "distance")] == pytest.approx(
             expected_years)
     assert 0 < own[:, column["time.seen"]].sum() < len(pool)  # the list mixes items seen before then and after
-    assert (own[:, column["time.before"]] < own[:, column["popularity.log"]]).any()  # later interactions exist
+    # some item has interactions both before then and after: time.last must be its latest up to then
+    later = own[:, column["time.before"]] < own[:, column["popularity.log"]]
+    assert (later & (own[:, column["time.seen"]] == 1)).any()
     match = own[:, column["attribute.match"]]
     assert match.min() >= 0 and 0 < match.max() <= 1
     history = [ctx.index.position[i] for i in case.history if i in ctx.index.position]
@@ -168,6 +170,9 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     assert own[:, column["history.cooccurrence"]].max() > 0
     timeless = item_features(ctx, Request(history=case.history), pool)  # now: the latest indexed interaction
     assert timeless[:, column["time.before"]] == pytest.approx(timeless[:, column["popularity.log"]])
+    latest = int(train["timestamp"].max())
+    assert timeless[:, column["time.last"]] == pytest.approx([np.log1p(
+        (latest - train["timestamp"][train["item"] == item].max()) / 86_400) for item in pool])
     # a history given without times is dated now, not 1970 by made-up times 0, 1, 2...
     given = agent.recommender.request(history=case.history, only=pool)
     assert given.timestamps is None and np.array_equal(item_features(ctx, given, pool), timeless)
@@ -176,10 +181,17 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     untimed = copy.copy(ctx.index)
     untimed.state = {**ctx.index.state, "timed": False}
     dateless = item_features(Context(untimed, ctx.config, ctx.encoder), request, pool)
-    dated = [column[f] for f in ITEM_FEATURES if f.startswith(("time.", "year."))]
+    dated = [column[f] for f in ITEM_FEATURES if f.startswith(("time.", "year.")) and f != "year.distance"]
     assert not dateless[:, dated].any() and timeless[:, dated].any()
     undated = [k for k in range(len(ITEM_FEATURES)) if k not in dated]
-    assert np.array_equal(dateless[:, undated], own[:, undated])
+    assert np.array_equal(dateless[:, undated], own[:, undated]) and own[:, column["year.distance"]].any()
+    # a known user's history continues after their stored times; timestamps must match the history
+    user = prepared.split.train.interactions["user"].iloc[0]
+    stored = agent.recommender.request(user=str(user)).timestamps
+    assert stored and agent.recommender.request(user=str(user), history=["1", "2"]).timestamps == [
+        *stored, stored[-1] + 1, stored[-1] + 2]
+    with pytest.raises(InvalidRequest, match="2 timestamps for a history of 1 items"):
+        agent.recommender.request(history=["1"], timestamps=[5, 6])
     assert linear(prepared.agent.recommender.context, request, len(pool)) == fused(
         prepared.agent.recommender.context, request, len(pool))  # no weights: the fused ranker
     with pytest.raises(InvalidRequest, match="no weights"):  # and eval will not score it under another name
