@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,12 @@ def test_rebuild_embeds_only_changes(small_data_dir: Path, tmp_path: Path, embed
     index = LoadedIndex(store)
     assert index.entries["1"].title == "Toy Story, remastered (1995)"
     assert "2" not in index.entries and len(index.entries) == 299
+    assert index.timed and index.latest_time > 10**8  # MovieLens times are Unix seconds
+
+    # a dataset whose timestamps are only an order (file order) says so in the index it builds
+    ordered = replace(load_dataset("movies-small", root), timed=False)
+    build_index(ordered, store, config, lambda: embedder, progress=False)
+    assert not LoadedIndex(store).timed
 
 
 CRASH = textwrap.dedent("""
