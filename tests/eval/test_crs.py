@@ -14,9 +14,11 @@ import pytest
 from agent.settings import Settings
 from conftest import make_settings
 from eval.crs import CrsCase, CrsOutput, crs_cases, crs_metrics, hits, replay
+from index.config import TransferConfig
 from index.dataset import Item
+from index.loaders import load_dataset
 from index.redial import load_redial, read_dialogues, render, write_dialogues
-from index.transfer import map_titles, title_keys
+from index.transfer import map_titles, title_keys, with_transfer
 
 MOVIES = {"1": "The Matrix (1999)", "2": "Toy Story (1995)", "3": "Heat (1995)", "4": "Se7en (1995)",
           "5": "Fargo (1996)", "6": "Alien (1979)", "7": "Aliens (1986)", "8": "Jaws (1975)",
@@ -68,6 +70,19 @@ def test_loader_merges_turns_and_reads_the_catalog(redial_dir: Path) -> None:
     assert list(first["item"]) == ["1", "3", "4"] and list(first["timestamp"]) == [0, 1, 2]
     assert not data.timed  # turn order stands in for time: no movie is dated by it
     assert d2.turns[0].role == "recommender"
+
+
+def test_transfer_keeps_a_dataset_timed_only_with_timed_interactions(redial_dir: Path, small_data_dir: Path) -> None:
+    movies = load_dataset("movies-small", small_data_dir)
+    turns = load_redial(redial_dir / "redial-small", "redial-small")
+    merged, _ = with_transfer(movies, turns, TransferConfig(source="redial-small", mode="merge"))
+    separate, views = with_transfer(movies, turns, TransferConfig(source="redial-small", mode="separate"))
+    attributes_only, _ = with_transfer(movies, turns, TransferConfig(source="redial-small", mode="merge",
+                                                                      interactions=False))
+    # turn numbers merged into real times would date nothing right; kept apart, the movies stay dated
+    assert (merged.timed, separate.timed, attributes_only.timed) == (False, True, True)
+    assert not views["redial-small"].timed
+    assert not with_transfer(turns, movies, TransferConfig(source="movies-small", mode="merge"))[0].timed
 
 
 def test_cases_targets_and_new_items(redial_dir: Path) -> None:
