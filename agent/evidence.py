@@ -37,16 +37,13 @@ def co_liked_counts(index: LoadedIndex, history: Sequence[str], candidates: Sequ
 def candidate_facts(index: LoadedIndex, history: Sequence[str], candidates: Sequence[str],
                     attribute_values: int = 3) -> list[str]:
     """One short line of evidence per candidate, e.g. 'Comedy, Drama; popular; co-liked with 3'."""
-    attribute = index.descriptive_attribute
     counts = co_liked_counts(index, history, candidates)
     facts = []
     for item_id, count in zip(candidates, counts, strict=True):
         parts = []
-        entry = index.entries.get(item_id)
-        value = entry.attributes.get(attribute) if entry is not None and attribute is not None else None
-        if value:
-            shown = value[:attribute_values] if isinstance(value, list) else [str(value)]
-            parts.append(", ".join(shown))
+        shown = index.descriptive_values(item_id)[:attribute_values]
+        if shown:
+            parts.append(", ".join(str(v) for v in shown))
         parts.append(popularity_word(index, item_id))
         if count:
             parts.append(f"co-liked with {count}")
@@ -80,7 +77,7 @@ def evidence_for(index: LoadedIndex, item_id: str, history: Sequence[str], query
         evidence += picks
     attribute = index.descriptive_attribute
     values = index.descriptive_values(item_id)  # a list (genres, tags) or one value (a category)
-    if attribute is not None and values and history:
+    if values and history:
         counts: Counter[str] = Counter()
         for h in history[-HISTORY_SPAN:]:
             counts.update(str(v) for v in index.descriptive_values(h) if v in values)

@@ -90,6 +90,6 @@ class Recommender:
         allowed = self.index.allowed(filters)
         if only is not None:
             allowed = set(only) if allowed is None else allowed & set(only)
-        return Request(history=items, timestamps=times if items and times else None, query=query,
+        return Request(history=items, timestamps=times or None, query=query,
                        exclude=frozenset(items if exclude_seen else ()) | frozenset(exclude),
                        allowed=frozenset(allowed) if allowed is not None else None)

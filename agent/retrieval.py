@@ -267,9 +267,8 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
     dated_year = [column[f] for f in ("year.released", "year.new", "year.age")]
     positions = np.array([index.position[i] for i in pool])
     out[:, column["popularity.log"]] = np.log1p(index.popularity[positions])
-    now = max(request.timestamps) if request.timestamps else index.latest_time
-    if not index.timed:
-        now = 0  # an order, not a time: nothing is dated (0 is also an index without interactions)
+    # an order, not a time, dates nothing: now 0, as for an index without interactions (read no history for it)
+    now = (max(request.timestamps) if request.timestamps else index.latest_time) if index.timed else 0
     if now > 0:
         starts, times = index.interaction_times
         for row, p in enumerate(positions):

@@ -22,7 +22,7 @@ import hashlib
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,21 +111,18 @@ def _fold_index(settings: Settings, train: Dataset, fold: int, folds: int, embed
     """The retriever fitted on every training interaction of users outside `fold`."""
     users = train.interactions["user"].astype(str)
     keep = users.map(lambda u: fold_of(u, folds) != fold)
-    data = Dataset(f"{train.name}-f{fold}of{folds}", train.items, train.interactions[keep.to_numpy()].copy(),
-                   train.files, item_noun=train.item_noun, timed=train.timed)
+    data = replace(train, name=f"{train.name}-f{fold}of{folds}",
+                   interactions=train.interactions[keep.to_numpy()].copy())
     index_dataset(settings, data, embedder, progress=False, purpose="train")
     return build_agent(settings, namespace=data.name, llm=None, embedder=embedder).recommender
 
 
 def _request_for(index: LoadedIndex, target: str, candidates: Sequence[str], rng: random.Random) -> str | None:
     """A short request that the answer fits and not every candidate does, from its attribute values."""
-    attribute = index.descriptive_attribute
-    if attribute is None:
-        return None
-    values = index.descriptive_values(target)
+    values = index.descriptive_values(target)  # [] without a descriptive attribute: no request
     rng.shuffle(values)
     for value in values:
-        having = sum(1 for c in candidates if value in (index.entries[c].attributes.get(attribute) or []))
+        having = sum(1 for c in candidates if value in index.descriptive_values(c))
         if having < len(candidates):
             phrase = rng.choice(["Something {v}", "I'm in the mood for {v}", "Any good {v} {n}s?",
                                  "Recommend me a {v} {n}", "{v}, please"])
