@@ -229,6 +229,7 @@ def fused(ctx: Context, request: Request, n: int) -> Ranked:
 DAY = 86_400  # seconds: interaction timestamps are Unix seconds
 YEAR = 365.2425 * DAY
 HISTORY_DECAY = 0.95  # history.cooccurrence's weight per item back (chosen among 0.9-1.0 on candidates20 validation)
+NEARBY_DECAY = 0.9  # history.nearby's weight per item back (chosen among 0.8-1.0 on candidates20 validation)
 
 
 def _year(entry: CatalogEntry | None) -> int | None:
@@ -236,7 +237,8 @@ def _year(entry: CatalogEntry | None) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.ndarray:
+def item_features(ctx: Context, request: Request, pool: Sequence[str], wanted: frozenset[str] | None = None
+                  ) -> np.ndarray:
     """What the linear ranker reads of each item of `pool` itself (ITEM_FEATURES, as columns), at the request's
     time (its latest timestamp; the index's latest interaction without one, i.e. now):
     - popularity.log: log(1 + interactions), over the whole indexed (training) part, as the popularity
@@ -252,7 +254,11 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
       spreading weight 1 over its own values, as a share of the history's total, averaged over the item's
       values (an item with many values does not match everything);
     - history.cooccurrence: log(1 + the sum of its cosine co-occurrence (the item-to-item graph) with every
-      history item, weighted 0.95 per item back from the latest); the item2item generator reads the latest few.
+      history item, weighted 0.95 per item back from the latest); the item2item generator reads the latest few;
+    - history.nearby: log(1 + 10 x the sum of its session co-occurrence (LoadedIndex.nearby: the two within
+      15 positions of each other in someone's history, cosine-weighted, every pair kept) with every history
+      item, weighted 0.9 per item back). The weak links count: the top-100 per item, as history.cooccurrence
+      keeps them, tell a random list apart no better than chance. Read only when `wanted` (None: all) has it.
     The time.* columns count only the indexed interactions up to the request's time, and year.* reads only that
     time's year. Both stay 0 on an index whose timestamps are an order, not times (Last.fm's file order,
     ReDial's turns, a generic file without a timestamp column), or without any interactions; year.distance,
@@ -300,6 +306,9 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str]) -> np.nda
     if history:
         back = HISTORY_DECAY ** np.arange(len(history) - 1, -1, -1)
         out[:, column["history.cooccurrence"]] = np.log1p(back @ index.cooccurrence[history][:, positions].toarray())
+        if wanted is None or "history.nearby" in wanted:
+            back = NEARBY_DECAY ** np.arange(len(history) - 1, -1, -1)
+            out[:, column["history.nearby"]] = np.log1p(10 * back @ index.nearby[history][:, positions].toarray())
     return out
 
 
@@ -326,7 +335,7 @@ def linear_features(ctx: Context, request: Request, pool: Sequence[str], wanted:
                 out[row, kinds * g:kinds * g + kinds] = (score, 1.0, 20.0 / (21.0 + rank))
     first = kinds * len(LINEAR_GENERATORS)
     if wanted is None or wanted & set(ITEM_FEATURES[1:]):
-        out[:, first:] = item_features(ctx, request, pool)
+        out[:, first:] = item_features(ctx, request, pool, wanted)
     else:
         out[:, first] = np.log1p(ctx.index.popularity[[ctx.index.position[i] for i in pool]])
     return out

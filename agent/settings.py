@@ -28,7 +28,7 @@ LINEAR_GENERATORS = ("popularity", "item2item", "sequential", "collab", "text")
 GENERATOR_EVIDENCE = ("score", "found", "rank")
 ITEM_FEATURES = ("popularity.log", "time.recent30", "time.recent365", "time.before", "time.seen", "time.age",
                  "time.last", "year.released", "year.new", "year.age", "year.distance", "attribute.match",
-                 "history.cooccurrence")
+                 "history.cooccurrence", "history.nearby")
 LINEAR_FEATURES = (*(f"{g}.{kind}" for g in LINEAR_GENERATORS for kind in GENERATOR_EVIDENCE), *ITEM_FEATURES)
 
 

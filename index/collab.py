@@ -220,6 +220,21 @@ def cooccurrence_graph(counts: sp.csr_matrix, histories: Sequence[History], neig
     return top_m_per_row(inv @ cooc @ inv, neighbors)
 
 
+def nearby_graph(histories: Sequence[History], n_items: int, window: int, max_pairs: int = 10_000_000
+                 ) -> sp.csr_matrix:
+    """Cosine co-occurrence within a session: pairs at most `window` positions apart in a history (both
+    directions), divided by sqrt(n_a n_b), n the item's interactions; every pair kept, not the top-M per item,
+    because what it tells a random list apart is the weak links. The window narrows so that at most about
+    `max_pairs` pairs are counted (memory grows with the interactions, not with their square)."""
+    n_interactions = sum(len(h.items) for h in histories)
+    window = max(1, min(window, max_pairs // max(2 * n_interactions, 1)))
+    pairs = _windowed_pairs(histories, n_items, window)
+    counts = np.bincount(np.concatenate([h.items for h in histories]), minlength=n_items) if histories else \
+        np.zeros(n_items)
+    inv = sp.diags(1.0 / np.sqrt(np.maximum(counts, 1)).astype(np.float32))
+    return (inv @ pairs @ inv).tocsr()
+
+
 def _windowed_pairs(histories: Sequence[History], n_items: int, window: int) -> sp.csr_matrix:
     """Counts of item pairs at most `window` positions apart in a history (both directions)."""
     if not histories:
