@@ -17,7 +17,6 @@ from agent.filters import Filters, matches
 from index.collab import History, nearby_graph
 from index.store import IndexStore
 
-
 NEARBY_WINDOW = 15  # positions apart that count as one session (chosen among 3-100 on candidates20 validation)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,26 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
                        for k, h in enumerate(history))
         assert own[row, column["history.cooccurrence"]] == pytest.approx(np.log1p(together), rel=1e-5)
     assert own[:, column["history.cooccurrence"]].max() > 0
+    # history.nearby: pairs at most 15 apart in a stored (training) history, / sqrt(n_a n_b), 0.9 per item back
+    sequences = [[ctx.index.position[i] for i, _ in h if i in ctx.index.position]
+                 for h in ctx.index.store.histories()]
+    n_of = Counter(p for s in sequences for p in s)
+    sources, targets = set(history), {ctx.index.position[i] for i in pool}
+    near: Counter[tuple[int, int]] = Counter()
+    for s in sequences:
+        for k, a in enumerate(s):
+            if a in sources:
+                near.update((a, b) for b in s[max(0, k - 15):k + 16] if b in targets and b != a)
+    for row, item in enumerate(pool):
+        b = ctx.index.position[item]
+        summed = sum(0.9 ** (len(history) - 1 - k) * near[h, b] / np.sqrt(n_of[h] * n_of[b])
+                     for k, h in enumerate(history))
+        assert own[row, column["history.nearby"]] == pytest.approx(np.log1p(10 * summed), rel=1e-5)
+    assert own[:, column["history.nearby"]].max() > 0
+    fresh = copy.copy(ctx.index)  # weights without history.nearby never build its graph
+    fresh.__dict__.pop("nearby", None)
+    partial = linear_features(Context(fresh, ctx.config, ctx.encoder), request, pool, frozenset({"time.last"}))
+    assert "nearby" not in fresh.__dict__ and not partial[:, LINEAR_FEATURES.index("history.nearby")].any()
     timeless = item_features(ctx, Request(history=case.history), pool)  # now: the latest indexed interaction
     assert timeless[:, column["time.before"]] == pytest.approx(timeless[:, column["popularity.log"]])
     latest = int(train["timestamp"].max())
