@@ -14,10 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from agent.filters import Filters, matches
+from agent.settings import NEARBY_WINDOW
 from index.collab import History, nearby_graph
 from index.store import IndexStore
-
-NEARBY_WINDOW = 15  # positions apart that count as one session (chosen among 3-100 on candidates20 validation)
 
 
 @dataclass(frozen=True)
@@ -89,14 +88,14 @@ class LoadedIndex:
         value = entry.attributes.get(self.descriptive_attribute) if entry and self.descriptive_attribute else None
         return list(value) if isinstance(value, list) else [value] if value else []
 
-    @cached_property
     def sequences(self) -> list[History]:
         """The stored users' histories as catalog positions, oldest first (items no longer in the catalog left
-        out). Read from the store on first use, for what needs every interaction (dates, the nearby graph)."""
+        out; `user` is the row, not the id). Read from the store for each use, not kept: what needs every
+        interaction (the dates, the nearby graph) keeps its own compact result."""
         out = []
-        for user, history in enumerate(self.store.histories()):
+        for row, history in enumerate(self.store.histories()):
             kept = [(self.position[item], time) for item, time in history if item in self.position]
-            out.append(History(str(user), np.array([p for p, _ in kept], dtype=np.int64),
+            out.append(History(str(row), np.array([p for p, _ in kept], dtype=np.int64),
                                np.array([t for _, t in kept], dtype=np.int64)))
         return out
 
@@ -104,9 +103,9 @@ class LoadedIndex:
     def interaction_times(self) -> tuple[np.ndarray, np.ndarray]:
         """The indexed interactions' timestamps by item, as (starts, times): position p's are
         times[starts[p]:starts[p + 1]], sorted."""
-        empty = np.zeros(0, dtype=np.int64)
-        positions = np.concatenate([h.items for h in self.sequences]) if self.sequences else empty
-        times = np.concatenate([h.timestamps for h in self.sequences]) if self.sequences else empty
+        sequences, empty = self.sequences(), np.zeros(0, dtype=np.int64)
+        positions = np.concatenate([h.items for h in sequences]) if sequences else empty
+        times = np.concatenate([h.timestamps for h in sequences]) if sequences else empty
         order = np.lexsort((times, positions))
         starts = np.searchsorted(positions[order], np.arange(len(self.ids) + 1))
         return starts, times[order]
@@ -115,8 +114,8 @@ class LoadedIndex:
     def nearby(self) -> sp.csr_matrix:
         """Session co-occurrence over the stored histories: items at most NEARBY_WINDOW positions apart in
         someone's history, cosine-weighted, every pair kept (index.collab.nearby_graph). Built on first use:
-        about 1 s and 20 MB for ml-latest-small's 100k interactions; the window narrows on a larger index."""
-        return nearby_graph(self.sequences, len(self.ids), NEARBY_WINDOW)
+        0.3 s and 12 MB for ml-latest-small's 100k interactions; the window narrows on a larger index."""
+        return nearby_graph(self.sequences(), len(self.ids), NEARBY_WINDOW)
 
     @cached_property
     def latest_time(self) -> int:

@@ -21,6 +21,7 @@ from typing import Literal
 
 from agent.events import DeltaEvent, DoneEvent, ItemsEvent, RecommendationResponse, TurnRequest
 from agent.recommender import Recommender
+from agent.retrieval import warm_linear
 from agent.store import ConversationState, ConversationStore, Turn
 from agent.turn import TurnPipeline
 from agent.understanding import CatalogVocabulary
@@ -102,8 +103,10 @@ class ConversationAgent:
 
     def warm(self) -> None:
         """Load what the first turns would otherwise load on the way (the encoder, the catalog's text
-        vectors, the constraint values' embeddings), so that no user's turn pays for it."""
+        vectors, the constraint values' embeddings, what the linear ranker's weights read), so that no user's
+        turn pays for it."""
         self.pipeline.index.warm()
+        warm_linear(self.recommender.context)
         encoder = self.recommender.context.encoder
         if encoder is not None:
             encoder.encode_query("warm up")

@@ -16,7 +16,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from agent.catalog import CatalogEntry, LoadedIndex
-from agent.settings import GENERATOR_EVIDENCE, ITEM_FEATURES, LINEAR_FEATURES, LINEAR_GENERATORS, RetrievalConfig
+from agent.settings import (
+    GENERATOR_EVIDENCE,
+    ITEM_FEATURES,
+    LINEAR_FEATURES,
+    LINEAR_GENERATORS,
+    NEARBY_DECAY,
+    NEARBY_SCALE,
+    RetrievalConfig,
+)
 from index.collab import time_groups
 from index.store import Space
 
@@ -229,7 +237,6 @@ def fused(ctx: Context, request: Request, n: int) -> Ranked:
 DAY = 86_400  # seconds: interaction timestamps are Unix seconds
 YEAR = 365.2425 * DAY
 HISTORY_DECAY = 0.95  # history.cooccurrence's weight per item back (chosen among 0.9-1.0 on candidates20 validation)
-NEARBY_DECAY = 0.9  # history.nearby's weight per item back (chosen among 0.8-1.0 on candidates20 validation)
 
 
 def _year(entry: CatalogEntry | None) -> int | None:
@@ -255,10 +262,11 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str], wanted: f
       values (an item with many values does not match everything);
     - history.cooccurrence: log(1 + the sum of its cosine co-occurrence (the item-to-item graph) with every
       history item, weighted 0.95 per item back from the latest); the item2item generator reads the latest few;
-    - history.nearby: log(1 + 10 x the sum of its session co-occurrence (LoadedIndex.nearby: the two within
-      15 positions of each other in someone's history, cosine-weighted, every pair kept) with every history
-      item, weighted 0.9 per item back). The weak links count: the top-100 per item, as history.cooccurrence
-      keeps them, tell a random list apart no better than chance. Read only when `wanted` (None: all) has it.
+    - history.nearby: log(1 + NEARBY_SCALE x the sum of its session co-occurrence (LoadedIndex.nearby: the two
+      within NEARBY_WINDOW positions of each other in someone's history, cosine-weighted, every pair kept) with
+      every history item, weighted NEARBY_DECAY per item back). The weak links count: kept to the top 100 per
+      item, as history.cooccurrence's graph is, it adds a fifth of what it adds whole. Read only when `wanted`
+      (None: every feature) has it.
     The time.* columns count only the indexed interactions up to the request's time, and year.* reads only that
     time's year. Both stay 0 on an index whose timestamps are an order, not times (Last.fm's file order,
     ReDial's turns, a generic file without a timestamp column), or without any interactions; year.distance,
@@ -308,7 +316,8 @@ def item_features(ctx: Context, request: Request, pool: Sequence[str], wanted: f
         out[:, column["history.cooccurrence"]] = np.log1p(back @ index.cooccurrence[history][:, positions].toarray())
         if wanted is None or "history.nearby" in wanted:
             back = NEARBY_DECAY ** np.arange(len(history) - 1, -1, -1)
-            out[:, column["history.nearby"]] = np.log1p(10 * back @ index.nearby[history][:, positions].toarray())
+            near = back @ index.nearby[history][:, positions].toarray()
+            out[:, column["history.nearby"]] = np.log1p(NEARBY_SCALE * near)
     return out
 
 
@@ -318,7 +327,8 @@ def linear_features(ctx: Context, request: Request, pool: Sequence[str], wanted:
     generator, its own score ("<g>.score", 0 where it does not list the item), whether it lists the item
     ("<g>.found") and its rank as 20 / (21 + rank) ("<g>.rank", 0 where unlisted); then the item's own
     (item_features). A generator none of whose features is `wanted` is not run (its columns stay 0), nor are
-    the item's time, year and attribute features read unless one is wanted."""
+    the item's time, year, attribute and co-occurrence features read unless one is wanted, nor the nearby
+    graph built unless history.nearby is."""
     out = np.zeros((len(pool), len(LINEAR_FEATURES)))
     if not pool:
         return out
@@ -339,6 +349,16 @@ def linear_features(ctx: Context, request: Request, pool: Sequence[str], wanted:
     else:
         out[:, first] = np.log1p(ctx.index.popularity[[ctx.index.position[i] for i in pool]])
     return out
+
+
+def warm_linear(ctx: Context) -> None:
+    """Read now what the linear ranker's weights read lazily (the stored histories' dates, the nearby graph),
+    so that no user's request pays for it and concurrent first requests do not build it twice."""
+    wanted = {f for f, w in ctx.config.linear_weights.items() if w}
+    if wanted & {f for f in ITEM_FEATURES if f.startswith(("time.", "year."))}:
+        _ = ctx.index.latest_time  # reads interaction_times
+    if "history.nearby" in wanted:
+        _ = ctx.index.nearby
 
 
 def linear_pool(ctx: Context, request: Request, n: int) -> list[str]:

@@ -214,21 +214,28 @@ def cooccurrence_graph(counts: sp.csr_matrix, histories: Sequence[History], neig
     if int((per_user ** 2).sum()) <= max_pairs:
         cooc = (counts.T @ counts).tocsr().astype(np.float32)
     else:
-        cooc = _windowed_pairs(histories, counts.shape[1], max(1, max_pairs // max(2 * counts.nnz, 1)))
+        cooc = _windowed_pairs(histories, counts.shape[1], window_for(max_pairs, counts.nnz))
     popularity = np.asarray(counts.sum(axis=0)).ravel() + 1.0
     inv = sp.diags(1.0 / np.sqrt(popularity))
     return top_m_per_row(inv @ cooc @ inv, neighbors)
 
 
+def window_for(max_pairs: int, interactions: int, widest: int | None = None) -> int:
+    """The widest window (positions apart, at most `widest`) whose pairs, both directions, fit `max_pairs`;
+    never below 1 (neighbouring positions: 2 x interactions pairs, over the budget on a very large index)."""
+    window = max(1, max_pairs // max(2 * interactions, 1))
+    return min(window, widest) if widest is not None else window
+
+
 def nearby_graph(histories: Sequence[History], n_items: int, window: int, max_pairs: int = 10_000_000
                  ) -> sp.csr_matrix:
     """Cosine co-occurrence within a session: pairs at most `window` positions apart in a history (both
-    directions), divided by sqrt(n_a n_b), n the item's interactions; every pair kept, not the top-M per item,
-    because what it tells a random list apart is the weak links. The window narrows so that at most about
-    `max_pairs` pairs are counted (memory grows with the interactions, not with their square)."""
+    directions; an item repeated in a history counts each time, never with itself), divided by sqrt(n_a n_b),
+    n the item's interactions (at least 1). Every pair is kept, not the top M per item, because what tells a
+    random list apart is the weak links. The window narrows to `window_for(max_pairs, ...)`: 15 up to about
+    333k interactions, 5 at ML-1M's million, 1 from 2.5 million on (ML-25M: 50 million pairs, about 0.6 GB)."""
     n_interactions = sum(len(h.items) for h in histories)
-    window = max(1, min(window, max_pairs // max(2 * n_interactions, 1)))
-    pairs = _windowed_pairs(histories, n_items, window)
+    pairs = _windowed_pairs(histories, n_items, window_for(max_pairs, n_interactions, window))
     counts = np.bincount(np.concatenate([h.items for h in histories]), minlength=n_items) if histories else \
         np.zeros(n_items)
     inv = sp.diags(1.0 / np.sqrt(np.maximum(counts, 1)).astype(np.float32))

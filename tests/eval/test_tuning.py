@@ -93,7 +93,7 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     linear ranker then orders a fixed list by features @ weights, and without weights it is the fused ranker.
     An unknown feature name is a settings error."""
     from agent.assemble import build_agent
-    from agent.retrieval import Context, Request, fused, item_features, linear, linear_features
+    from agent.retrieval import Context, Request, fused, item_features, linear, linear_features, warm_linear
     from agent.tuned import save_tuned, with_tuned
     from eval.harness import available_rankers, evaluate, prepare, retriever_for
 
@@ -186,9 +186,14 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
         assert own[row, column["history.nearby"]] == pytest.approx(np.log1p(10 * summed), rel=1e-5)
     assert own[:, column["history.nearby"]].max() > 0
     fresh = copy.copy(ctx.index)  # weights without history.nearby never build its graph
-    fresh.__dict__.pop("nearby", None)
+    for lazy in ("nearby", "interaction_times", "latest_time"):
+        fresh.__dict__.pop(lazy, None)
     partial = linear_features(Context(fresh, ctx.config, ctx.encoder), request, pool, frozenset({"time.last"}))
     assert "nearby" not in fresh.__dict__ and not partial[:, LINEAR_FEATURES.index("history.nearby")].any()
+    fresh = copy.copy(fresh)
+    fresh.__dict__.pop("interaction_times"), fresh.__dict__.pop("latest_time")
+    warm_linear(Context(fresh, ctx.config, ctx.encoder))  # a server reads before its first request what is used
+    assert "nearby" in fresh.__dict__ and "interaction_times" in fresh.__dict__
     timeless = item_features(ctx, Request(history=case.history), pool)  # now: the latest indexed interaction
     assert timeless[:, column["time.before"]] == pytest.approx(timeless[:, column["popularity.log"]])
     latest = int(train["timestamp"].max())

@@ -33,3 +33,9 @@ def test_nearby_graph_narrows_the_window_to_the_pair_budget() -> None:
         nearby_graph(histories, 10, window=2).toarray())  # 40 // (2 x 10 interactions): 2 positions
     assert nearby_graph(histories, 10, window=5, max_pairs=1).nnz == 2 * 9  # never below the next item
     assert nearby_graph([], 3, window=5).nnz == 0
+
+
+def test_an_item_repeated_in_a_history_counts_each_time_never_with_itself() -> None:
+    graph = nearby_graph([_history("a", [0, 1, 0, 0])], 2, window=3).toarray()
+    assert graph[0, 0] == 0 and graph[1, 1] == 0  # no self pairs
+    assert graph[0, 1] == graph[1, 0] == pytest.approx(3 / np.sqrt(3 * 1))  # 1 sits beside each of the three 0s
