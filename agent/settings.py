@@ -29,9 +29,12 @@ GENERATOR_EVIDENCE = ("score", "found", "rank")
 ITEM_FEATURES = ("popularity.log", "time.recent30", "time.recent365", "time.before", "time.seen", "time.age",
                  "time.last", "year.released", "year.new", "year.age", "year.distance", "attribute.match",
                  "history.cooccurrence", "history.nearby")
-NEARBY_WINDOW = 15  # history.nearby: positions apart that count as one session (chosen among 3-100 on
-NEARBY_DECAY = 0.9  # candidates20 validation, as were the weight per item back among 0.8-1.0
-NEARBY_SCALE = 10.0  # and the scale inside log(1 + scale x sum) among 1-1000)
+# history.nearby: items at most NEARBY_WINDOW positions apart in a history count as one session; the history's
+# weight per item back; the scale inside log(1 + scale x sum). Chosen in candidates20 validation cross-validation
+# among windows 3-100, decays 0.8-1.0 and scales 1-1000.
+NEARBY_WINDOW = 15
+NEARBY_DECAY = 0.9
+NEARBY_SCALE = 10.0
 LINEAR_FEATURES = (*(f"{g}.{kind}" for g in LINEAR_GENERATORS for kind in GENERATOR_EVIDENCE), *ITEM_FEATURES)
 
 
