@@ -355,7 +355,7 @@ def warm_linear(ctx: Context) -> None:
     """Read now what the linear ranker's weights read lazily (the stored histories' dates, the nearby graph),
     so that no user's request pays for it and concurrent first requests do not build it twice."""
     wanted = {f for f, w in ctx.config.linear_weights.items() if w}
-    if wanted & {f for f in ITEM_FEATURES if f.startswith(("time.", "year."))}:
+    if wanted & set(ITEM_FEATURES[1:]):  # linear_features' own test: item_features dates the request by them
         _ = ctx.index.latest_time  # reads interaction_times
     if "history.nearby" in wanted:
         _ = ctx.index.nearby

@@ -190,8 +190,8 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
         fresh.__dict__.pop(lazy, None)
     partial = linear_features(Context(fresh, ctx.config, ctx.encoder), request, pool, frozenset({"time.last"}))
     assert "nearby" not in fresh.__dict__ and not partial[:, LINEAR_FEATURES.index("history.nearby")].any()
-    fresh = copy.copy(fresh)
-    fresh.__dict__.pop("interaction_times"), fresh.__dict__.pop("latest_time")
+    for lazy in ("interaction_times", "latest_time"):  # read by the partial features above
+        fresh.__dict__.pop(lazy)
     warm_linear(Context(fresh, ctx.config, ctx.encoder))  # a server reads before its first request what is used
     assert "nearby" in fresh.__dict__ and "interaction_times" in fresh.__dict__
     timeless = item_features(ctx, Request(history=case.history), pool)  # now: the latest indexed interaction
