@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from agent.catalog import LoadedIndex
+from agent.conversations import ConversationStore, open_conversation_store
 from agent.dialogue import ConversationAgent
 from agent.llm.backends import make_llm
 from agent.llm.base import LLM
@@ -24,7 +25,6 @@ from agent.recommender import Recommender
 from agent.rerank import LikelihoodReranker, LLMReranker, Reranker
 from agent.respond import ReplyWriter
 from agent.settings import Settings
-from agent.store import ConversationStore, open_conversation_store
 from agent.tuned import with_tuned
 from agent.turn import TurnPipeline
 from agent.understanding import CatalogVocabulary

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
+from agent.conversations import ConversationState, ConversationStore, Turn
 from agent.events import DeltaEvent, DoneEvent, ItemsEvent, RecommendationResponse, TurnRequest
 from agent.recommender import Recommender
 from agent.retrieval import warm_linear
-from agent.store import ConversationState, ConversationStore, Turn
 from agent.turn import TurnPipeline
 from agent.understanding import CatalogVocabulary
 from core.errors import Conflict, UnknownItem

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from agent.conversations import ConversationsConfig
 from agent.llm.base import LLMConfig
-from agent.store import ConversationsConfig
 from core.errors import SettingsError
 from index.config import DataConfig, IndexConfig
 
@@ -155,7 +155,11 @@ class Settings(BaseSettings):
     conversations: ConversationsConfig = ConversationsConfig()
     runs_dir: Path = Field(Path("runs"), description="where evaluation runs are saved")
     tuned_dir: Path = Field(Path("var/tuned"), description="settings `recagent tune` chose, one file per dataset; "
-                                                           "used unless set explicitly (agent/tuned.py)")
+                                                           "used unless set explicitly (agent/tuned.py); a family "
+                                                           "of values tuned here replaces the shipped one")
+    shipped_tuned_dir: Path | None = Field(None, description="the tuned settings that ship with recagent, one file "
+                                                             "per dataset with the command and data hash that made "
+                                                             "it; default models/tuned in the repository")
     prompt_dir: Path | None = Field(None, description="a folder of extra prompt files (NAME.vN.yaml), searched "
                                                       "before prompts/ (prompt variants under evaluation)")
 

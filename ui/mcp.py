@@ -20,10 +20,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field, StringConstraints
 
 from agent.assemble import Agent
+from agent.conversations import ConversationState
 from agent.dialogue import Feedback
 from agent.events import RecommendationResponse, TurnRequest
 from agent.settings import ApiConfig
-from agent.store import ConversationState
 from core.errors import RecagentError
 from ui.api import MAX_TEXT, Id, Text, TurnGate, status_of
 from ui.auth import bearer_matches

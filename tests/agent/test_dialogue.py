@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from agent.assemble import Agent, build_agent, index_dataset
+from agent.conversations import ConversationsConfig, open_conversation_store
 from agent.dialogue import ConversationAgent
 from agent.events import DeltaEvent, DoneEvent, ItemsEvent
 from agent.settings import Settings
-from agent.store import ConversationsConfig, open_conversation_store
 from conftest import make_settings
 from core.errors import ConversationNotFound
 from index.embedder import Embedder

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.sql_store import SQLConversationStore
-from agent.store import ConversationsConfig, ConversationStore, Turn, open_conversation_store
+from agent.conversations import ConversationsConfig, ConversationStore, Turn, open_conversation_store
+from agent.conversations.sql import SQLConversationStore
 from conftest import REPO
 from core.errors import Conflict, ConversationNotFound, CorruptConversation, SettingsError, Unavailable
 
@@ -136,7 +136,7 @@ def test_a_corrupt_row_is_quarantined_with_a_warning(url: str, caplog: pytest.Lo
 
 HOLDER = """
 import sys, time
-from agent.store import ConversationsConfig, open_conversation_store
+from agent.conversations import ConversationsConfig, open_conversation_store
 store = open_conversation_store(ConversationsConfig(url=sys.argv[1]), sys.argv[2])
 with store.hold(sys.argv[3], 5.0):
     print("held", flush=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from agent.assemble import Agent, build_agent
-from agent.store import ConversationsConfig, open_conversation_store
+from agent.conversations import ConversationsConfig, open_conversation_store
 from ui.api import create_app
 
 

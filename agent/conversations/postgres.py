@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from agent.sql_store import SQLConversationStore
-from agent.store import ConversationsConfig
+from agent.conversations.sql import SQLConversationStore
+from agent.conversations.state import ConversationsConfig
 from core.errors import Conflict, Unavailable
 
 POOL_SIZE = 8

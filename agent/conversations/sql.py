@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from agent.store import ConversationsConfig, ConversationState
+from agent.conversations.state import ConversationsConfig, ConversationState
 from core.errors import ConversationNotFound, CorruptConversation, Unavailable
 
 log = logging.getLogger("recagent.store")
@@ -35,7 +35,7 @@ Cursor = Any  # a DB-API cursor: sqlite3's or psycopg's (execute, fetchone, fetc
 
 
 class SQLConversationStore:
-    """Conversations of one scope (a dataset) in a SQL table; see agent.store.ConversationStore."""
+    """Conversations of one scope (a dataset) in a SQL table; see agent.conversations.ConversationStore."""
 
     placeholder = "?"
 

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from agent.sql_store import SQLConversationStore
-from agent.store import ConversationsConfig
+from agent.conversations.sql import SQLConversationStore
+from agent.conversations.state import ConversationsConfig
 from core.errors import Conflict, SettingsError, Unavailable
 
 # Linux's open-file-description locks belong to an open file, not to the process: two stores in one

@@ -1,21 +1,11 @@
-"""Conversation state and the one small interface to where it is kept.
-
-A store hands out copies (`get`): a turn changes its copy and `save` makes the change real, so a turn
-that fails midway leaves the stored conversation as it was. `hold` serialises the turns of one
-conversation across processes. Two implementations share the SQL in `agent/sql_store.py`: SQLite (one
-file, the default; `agent/sqlite_store.py`) and PostgreSQL (several API processes;
-`agent/postgres_store.py`), chosen by the scheme of `conversations.url`.
-"""
+"""Conversation state, the settings section `conversations`, and the interface every store provides."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from core.errors import SettingsError
 
 
 class Turn(BaseModel):
@@ -79,27 +69,3 @@ class ConversationStore(Protocol):
     def count(self) -> int: ...
 
     def close(self) -> None: ...
-
-
-def _open_sqlite(url: str, scope: str, config: ConversationsConfig) -> ConversationStore:
-    from agent.sqlite_store import SQLiteConversationStore
-
-    return SQLiteConversationStore.from_url(url, scope, config)
-
-
-def _open_postgres(url: str, scope: str, config: ConversationsConfig) -> ConversationStore:
-    from agent.postgres_store import PostgresConversationStore
-
-    return PostgresConversationStore(url, scope, config)
-
-
-OPENERS: dict[str, Callable[[str, str, ConversationsConfig], ConversationStore]] = {
-    "sqlite": _open_sqlite, "postgresql": _open_postgres, "postgres": _open_postgres}
-
-
-def open_conversation_store(config: ConversationsConfig, scope: str) -> ConversationStore:
-    """The store `config.url` names; `scope` (the dataset's namespace) keeps each catalog's conversations apart."""
-    scheme = config.url.split(":", 1)[0].lower()
-    if scheme not in OPENERS:
-        raise SettingsError(f"conversations.url: unknown scheme {scheme!r} (use {', '.join(OPENERS)})")
-    return OPENERS[scheme](config.url, scope, config)
