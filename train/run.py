@@ -16,7 +16,7 @@ from index.embedder import Embedder
 from prompts.loader import load_prompt
 from train.adapt_data import AdaptDataConfig
 from train.lora import TrainSettings, save_adapter
-from train.manifest import base_model_record, read_manifest, write_manifest
+from train.manifest import base_model_record, portable_path, read_manifest, write_manifest
 from train.rerank import train_ranker
 from train.rerank_data import (
     RerankDataConfig,
@@ -92,7 +92,7 @@ def run_rerank(settings: Settings, run: RerankRun, progress: bool = True, embedd
                              "retriever": summary["retriever_validation"],
                              "users": validation.users, "covered": len(validation.examples)},
               "steps": state.step, "best_step": state.best_step, "kept": run.keep, "kept_step": kept_step,
-              "init_adapter": str(run.init_adapter) if run.init_adapter else None,
+              "init_adapter": portable_path(run.init_adapter, settings.data.data_dir) if run.init_adapter else None,
               "train_seconds": summary["train_seconds"], "command": run.command}
     write_manifest(run.out, record)
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -143,11 +143,13 @@ def run_reply(settings: Settings, run: ReplyRun, progress: bool = True, embedder
         return summary
     _ship_text_adapter(model_folder, work, run.out, True, state, summary, {
         "task": "reply", "dataset": run.dataset, "data_hash": prepared.data_hash,
-        "dialogues": [str(train_dialogues), str(valid_dialogues)],
+        "dialogues": [portable_path(train_dialogues, settings.data.data_dir),
+                      portable_path(valid_dialogues, settings.data.data_dir)],
         "base_model": base_model_record(model_folder, settings.llm.model), "prompt": template.id,
         "seed": run.train.seed, "train": asdict(run.train), "examples": len(examples),
         "examples_by_source": summary["examples_by_source"],
-        "init_adapter": str(run.init_adapter) if run.init_adapter else None, "command": run.command})
+        "init_adapter": portable_path(run.init_adapter, settings.data.data_dir) if run.init_adapter else None,
+        "command": run.command})
     return summary
 
 
