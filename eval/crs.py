@@ -37,6 +37,7 @@ from index.redial import Dialogue, read_dialogues, render, split_files
 from index.transfer import load_with_transfer
 
 CUTOFFS = (1, 5, 10, 20)
+CRS_RANKERS = ("fused", "llm", "comention")
 SPLITS = {"validation": "validation", "valid": "validation", "test": "test", "train": "train"}
 
 
@@ -182,12 +183,14 @@ def evaluate_crs(settings: Settings, dataset: str, split: str, ranker: str = "fu
     """Index the dataset's training part (with its configured transfer), replay the split's dialogues (or
     a given ReDial-format file) through the conversational agent, and score both variants.
 
-    `ranker` is 'fused' (the agent without an LLM: the retriever's order) or 'llm' (the configured LLM
-    reranks, as in the chat). Returns the result (the shape of the other protocols' results) and one row
-    per scored turn.
+    `ranker` is 'fused' (the agent without an LLM: the retriever's order), 'llm' (the configured LLM
+    reranks, as in the chat) or 'comention' (the baseline of eval/comention.py, no agent). Returns the result
+    (the shape of the other protocols' results) and one row per scored turn.
     """
-    if ranker not in ("fused", "llm"):
-        raise InvalidRequest("the crs protocol scores the conversational agent: --ranker fused or llm")
+    if ranker not in CRS_RANKERS:
+        raise InvalidRequest(f"the crs protocol's rankers: {', '.join(CRS_RANKERS)} (got {ranker!r})")
+    if ranker == "comention":
+        return _evaluate_comention(settings, dataset, split, dialogues, limit, progress, bootstrap)
     if ranker == "llm":
         llm = llm or make_configured_llm(settings)
         if llm is None:
@@ -200,6 +203,38 @@ def evaluate_crs(settings: Settings, dataset: str, split: str, ranker: str = "fu
     started = time.perf_counter()
     outputs = run_dialogues(agent, chosen, titles, progress=progress)
     seconds = time.perf_counter() - started
+    return _result(settings, dataset, split, ranker, dialogues, limit, chosen, outputs, seconds, bootstrap,
+                   agent.describe(), data, views)
+
+
+def _evaluate_comention(settings: Settings, dataset: str, split: str, dialogues: Path | None, limit: int | None,
+                        progress: bool, bootstrap: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The co-mention baseline over the same cases (the catalog's movies, the training dialogues' counts)."""
+    from eval.comention import ComentionModel
+
+    data, views = load_with_transfer(dataset, settings.data)
+    folder = resolve_dataset_folder(dataset, settings.data.data_dir)
+    chosen = dialogues_for(folder, split, dialogues)
+    chosen = chosen[:limit] if limit else chosen
+    started = time.perf_counter()
+    model = ComentionModel.fit(data.interactions, list(data.items))
+    outputs = []
+    for dialogue in tqdm(chosen, desc="co-mention baseline", unit="dialogue", disable=not progress):
+        for case in crs_cases(dialogue, data.items.__contains__):
+            turn_started = time.perf_counter()
+            ranked = model.rank(sorted(case.earlier), 40)
+            outputs.append(CrsOutput(case, ranked, time.perf_counter() - turn_started, False))
+    seconds = time.perf_counter() - started
+    describe = {"ranker": "comention", "source": "mention and co-mention counts of the training dialogues",
+                "prompts": {}}
+    return _result(settings, dataset, split, "comention", dialogues, limit, chosen, outputs, seconds, bootstrap,
+                   describe, data, views)
+
+
+def _result(settings: Settings, dataset: str, split: str, ranker: str, dialogues: Path | None, limit: int | None,
+            chosen: Sequence[Dialogue], outputs: Sequence[CrsOutput], seconds: float, bootstrap: int,
+            describe: dict[str, Any], data: Dataset, views: dict[str, Dataset]
+            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     result = {"dataset": dataset, "protocol": "crs", "ranker": ranker, "split": SPLITS.get(split, split),
               "dialogues_file": str(dialogues) if dialogues else None, "users": len(chosen),
               "dialogues": len(chosen), "subset": bool(limit), "turns": len(outputs),
@@ -207,7 +242,7 @@ def evaluate_crs(settings: Settings, dataset: str, split: str, ranker: str = "fu
               "targets_new_items": sum(len(o.case.new_targets) for o in outputs),
               "metrics": crs_metrics(outputs, "all", bootstrap), "metrics_new_items": crs_metrics(outputs, "new_items",
                                                                                                     bootstrap),
-              "reranked_turns": sum(o.reranked for o in outputs), "agent": agent.describe(),
+              "reranked_turns": sum(o.reranked for o in outputs), "agent": describe,
               "counts": {"items": len(data.items), "train_interactions": len(data.interactions)},
               "notes": data.notes, "sources": sorted(views), "seconds": round(seconds, 2),
               "seconds_per_turn": round(seconds / max(len(outputs), 1), 4), "data_hash": data.content_hash(),
