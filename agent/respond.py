@@ -14,8 +14,6 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ValidationInfo, field_validator
-
 from agent.events import Recommendation
 from agent.llm.base import LLM
 from core.labels import LABELS
@@ -29,24 +27,6 @@ _INSTRUCTION = re.compile(r"ignore (all |any )?(previous|prior|above)|system pro
                           r"disregard|<\s*/?\s*(system|start_of_turn|end_of_turn)", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9']+")
 RETRY_SUFFIX = "\nUse only the labels above, like [A].\n"
-
-
-class GroundedReply(BaseModel):
-    """A reply whose sentences cite only allowed labels. Construct with context={'allowed': labels}."""
-
-    sentences: list[str]
-
-    @field_validator("sentences")
-    @classmethod
-    def _only_allowed_labels(cls, sentences: list[str], info: ValidationInfo) -> list[str]:
-        allowed = set((info.context or {}).get("allowed", ()))
-        cited = [label for s in sentences for label in _LABEL.findall(s)]
-        if not sentences or not cited:
-            raise ValueError("the reply cites no recommended item")
-        unknown = sorted(set(cited) - allowed)
-        if unknown:
-            raise ValueError(f"the reply cites unknown labels {unknown}")
-        return sentences
 
 
 def _words(text: str) -> list[str]:
@@ -211,9 +191,3 @@ class ReplyWriter:
             close = getattr(pieces, "close", None)
             if close is not None:
                 close()  # stops the backend's generation when we stop early
-
-    def write(self, request: str, items: Sequence[Recommendation], evidence_titles: Sequence[str] = (),
-              user_message: str = "") -> str | None:
-        """The whole grounded reply, or None if nothing grounded came back."""
-        text = " ".join(self.sentences(request, items, evidence_titles, user_message))
-        return text or None

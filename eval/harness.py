@@ -8,7 +8,6 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -200,14 +199,6 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
             "users": len(cases), "subset": bool(limit), "metrics": _metrics(rankings, cases, bootstrap), **extra,
             "counts": prepared.split.counts, "seconds": round(seconds, 2), "data_hash": prepared.data_hash,
             "git_commit": git_commit(), "settings": json.loads(settings.model_dump_json())}
-
-
-def save_run(result: dict[str, Any], runs_dir: Path) -> Path:
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    path = runs_dir / f"{stamp}_{result['dataset']}_{result['protocol']}_{result['ranker']}_{result['split']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return path
 
 
 def tune_fusion(prepared: Prepared, grid: dict[str, Sequence[float]], rrf_ks: Sequence[float],

@@ -163,6 +163,3 @@ def _kinds(examples: Sequence[RankExample]) -> dict[str, int]:
     for e in examples:
         counts[e.kind] = counts.get(e.kind, 0) + 1
     return counts
-
-
-Evaluate = Callable[[Any], dict[str, float]]

@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from tqdm import tqdm
 
 from agent.assemble import build_agent, index_dataset
@@ -237,8 +236,3 @@ def load_examples(path: Path) -> list[RankExample]:
         return LabelExample(**row)
 
     return read_examples(path, make)
-
-
-def ndcg_from_slots(ranks: Sequence[int], k: int = 10) -> float:
-    """Mean ndcg@k of single targets at these 0-based ranks."""
-    return float(np.mean([1.0 / np.log2(r + 2) if r < k else 0.0 for r in ranks])) if ranks else 0.0
