@@ -15,12 +15,10 @@ from app.commands import (
     cmd_data_fetch,
     cmd_data_synth,
     cmd_demo,
-    cmd_eval,
     cmd_index_build,
     cmd_recommend,
-    cmd_tune,
 )
-from app.evaluation import add_eval_flags
+from app.evaluation import add_eval_flags, eval_command, tune_command
 from app.options import common_flags, llm_flags
 from app.serving import cmd_chat, cmd_llm_serve, cmd_mcp, cmd_serve
 from app.training import (
@@ -56,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", help='JSON, e.g. \'{"genres": "Comedy", "year": {"$gte": 1990}}\'')
     p.add_argument("--ranker", default="fused")
 
-    p = add("eval", cmd_eval, "score rankers on an offline protocol (loo, candidates20, crs), compare prompt and "
-                              "model variants (eval prompts), or lay saved runs side by side (eval report RUN...)")
+    p = add("eval", eval_command, "score rankers on an offline protocol (loo, candidates20, crs), compare prompt "
+                                  "and model variants (eval prompts), or lay saved runs side by side "
+                                  "(eval report RUN...)")
     p.add_argument("--protocol", default="loo", help="loo, candidates20, or crs (ReDial dialogues)")
     p.add_argument("--ranker", default="fused", help="a ranker name or 'all'")
     p.add_argument("--split", default="test", choices=["validation", "valid", "test"])
@@ -67,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     llm_flags(p)
     add_eval_flags(p)
 
-    p = add("tune", cmd_tune, "choose the fusion weights on the validation split and save them for the dataset "
-                              "(used by eval, chat and serve unless set explicitly)")
+    p = add("tune", tune_command, "choose the fusion weights on the validation split and save them for the "
+                                  "dataset (used by eval, chat and serve unless set explicitly)")
     p.add_argument("--protocol", default="loo", help="loo or crs: the fusion weights; candidates20: fit the linear "
                                                      "ranker for fixed candidate lists (the fusion weights stay)")
     p.add_argument("--max-users", type=int, default=2000, help="validation users sampled at most")

@@ -1,4 +1,5 @@
-"""The recagent commands that index, recommend, evaluate, tune, fetch data and benchmark.
+"""The recagent commands that index, recommend, fetch data, run the demo and benchmark (eval and tune are in
+app.evaluation).
 
 Each handler builds the settings, gets its agent from agent.assemble and prints; nothing here
 assembles parts by hand.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from app.options import settings_from
 
@@ -42,31 +42,6 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_table(results: list[dict[str, Any]]) -> str:
-    keys = [f"{m}@{k}" for k in (1, 5, 10, 20) for m in ("recall", "ndcg") if f"{m}@{k}" in results[0]["metrics"]]
-    header = f"{'ranker':<12}" + "".join(f"{k:>12}" for k in keys)
-    lines = [header, "-" * len(header)]
-    for r in results:
-        lines.append(f"{r['ranker']:<12}" + "".join(f"{r['metrics'][k]['value']:>12.4f}" for k in keys))
-    first = results[0]
-    lines.append(f"{first['dataset']} / {first['protocol']} / {first['split']}: {first['users']} users"
-                 f"{' (a subset)' if first.get('subset') else ''}; "
-                 f"95% bootstrap intervals are in the saved runs and in --format json")
-    return "\n".join(lines)
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from app.evaluation import eval_command
-
-    return eval_command(args)
-
-
-def cmd_tune(args: argparse.Namespace) -> int:
-    from app.evaluation import tune_command
-
-    return tune_command(args)
-
-
 def cmd_data_fetch(args: argparse.Namespace) -> int:
     from index.fetch import GROUPLENS, fetch
 
@@ -96,6 +71,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The README's main job: index the default dataset, recommend for a sample user, evaluate."""
     from agent.assemble import build_agent
+    from app.evaluation import eval_command
 
     settings = settings_from(args)
     print(f"== indexing {settings.data.dataset} into {settings.index.chroma} Chroma", flush=True)
@@ -111,7 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"{rank:>3}. {c.title}")
     print("\n== evaluation: leave-one-out, test split", flush=True)
     args.protocol, args.ranker, args.split, args.format, args.bootstrap = "loo", "all", "test", "table", 1000
-    return cmd_eval(args)
+    return eval_command(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

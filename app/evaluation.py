@@ -69,7 +69,6 @@ def _settings(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from app.commands import _eval_table
     from eval.report import write_run
 
     settings, dataset, tuned = _settings(args)
@@ -116,6 +115,19 @@ def run_command(args: argparse.Namespace) -> int:
         print(_eval_table(results))
     print(f"report: {folder / 'report.html'}", file=sys.stderr)
     return 0
+
+
+def _eval_table(results: list[dict[str, Any]]) -> str:
+    keys = [f"{m}@{k}" for k in (1, 5, 10, 20) for m in ("recall", "ndcg") if f"{m}@{k}" in results[0]["metrics"]]
+    header = f"{'ranker':<12}" + "".join(f"{k:>12}" for k in keys)
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(f"{r['ranker']:<12}" + "".join(f"{r['metrics'][k]['value']:>12.4f}" for k in keys))
+    first = results[0]
+    lines.append(f"{first['dataset']} / {first['protocol']} / {first['split']}: {first['users']} users"
+                 f"{' (a subset)' if first.get('subset') else ''}; "
+                 f"95% bootstrap intervals are in the saved runs and in --format json")
+    return "\n".join(lines)
 
 
 def _crs_table(result: dict[str, Any]) -> str:
