@@ -21,8 +21,8 @@ from typing import Literal
 
 from agent.conversations import ConversationState, ConversationStore, Turn
 from agent.events import DeltaEvent, DoneEvent, ItemsEvent, RecommendationResponse, TurnRequest
+from agent.linear_ranker import warm_linear
 from agent.recommender import Recommender
-from agent.retrieval import warm_linear
 from agent.turn import TurnPipeline
 from agent.understanding import CatalogVocabulary
 from core.errors import Conflict, UnknownItem

@@ -8,9 +8,12 @@ from typing import Any
 
 from agent.catalog import LoadedIndex
 from agent.filters import Filters, validate
-from agent.retrieval import GENERATORS, Context, QueryEncoder, Request
+from agent.linear_ranker import linear
+from agent.retrieval import BASE_GENERATORS, Context, Generator, QueryEncoder, Request, fused
 from agent.settings import RetrievalConfig
 from core.errors import InvalidRequest, UnknownItem
+
+GENERATORS: dict[str, Generator] = {**BASE_GENERATORS, "fused": fused, "linear": linear}  # every ranker, by name
 
 
 class UnknownRanker(InvalidRequest):

@@ -21,8 +21,8 @@ from index.config import DataConfig, IndexConfig
 
 ENV_PREFIX = "RECAGENT_"
 
-# the base generators whose evidence the linear ranker weighs (agent.retrieval.linear), what it reads of each
-# one's list, what it reads of the item itself at the request's time (agent.retrieval.item_features), and so
+# the base generators whose evidence the linear ranker weighs (agent.linear_ranker), what it reads of each
+# one's list, what it reads of the item itself at the request's time (agent.linear_ranker.item_features), and so
 # its feature names, in column order
 LINEAR_GENERATORS = ("popularity", "item2item", "sequential", "collab", "text")
 GENERATOR_EVIDENCE = ("score", "found", "rank")

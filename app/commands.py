@@ -86,7 +86,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for rank, c in enumerate(agent.recommender.candidates(user=user, k=10), start=1):
         print(f"{rank:>3}. {c.title}")
     print("\n== evaluation: leave-one-out, test split", flush=True)
-    args.protocol, args.ranker, args.split, args.format, args.bootstrap = "loo", "all", "test", "table", 1000
+    args.action, args.protocol, args.ranker, args.split = "run", "loo", "all", "test"
+    args.format, args.bootstrap, args.limit, args.dialogues = "table", 1000, None, None
     return eval_command(args)
 
 

@@ -1,7 +1,7 @@
-"""`recagent eval` (protocol runs, `eval prompts`, `eval report`) and `recagent tune`.
+"""`recagent eval` (protocol runs, `eval prompts`, `eval report`) and `recagent tune`: the flags and the printing.
 
-Every run writes a folder under runs/ (eval.report). Tuned settings for the dataset apply unless set
-explicitly (agent.tuned); the run records which were applied.
+The runs themselves are eval.runs and eval.tune_runs. Every run writes a folder under runs/ (eval.report).
+Tuned settings for the dataset apply unless set explicitly (agent.tuned); the run records which were applied.
 """
 
 from __future__ import annotations
@@ -9,9 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +33,6 @@ def _split(args: argparse.Namespace) -> str:
     return "validation" if args.split == "valid" else args.split
 
 
-def _prompt_texts(ids: Sequence[str]) -> dict[str, str]:
-    from prompts.loader import load_prompt
-
-    texts = {}
-    for prompt_id in ids:
-        name, _, version = prompt_id.rpartition(".v")
-        try:
-            texts[prompt_id] = load_prompt(name, int(version)).template
-        except (ValueError, Exception):  # a prompt from a --prompt-dir is recorded by eval prompts itself
-            continue
-    return texts
-
-
 def eval_command(args: argparse.Namespace) -> int:
     if args.action == "report":
         return report_command(args)
@@ -69,43 +53,12 @@ def _settings(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from eval.report import write_run
+    from eval.runs import run_protocol
 
     settings, dataset, tuned = _settings(args)
-    progress = not args.quiet
-    if args.protocol == "crs":
-        from eval.crs import evaluate_crs
-        from eval.units import crs_units
-
-        ranker = "fused" if args.ranker in ("all", "fused") else args.ranker
-        result, rows = evaluate_crs(settings, dataset, args.split, ranker, args.dialogues, args.limit,
-                                    progress=progress, bootstrap=args.bootstrap)
-        result["tuned"] = tuned
-        folder = write_run(result, rows, crs_units(rows), settings.runs_dir,
-                           prompts=_prompt_texts(list((result["agent"]["prompts"] or {}).values())))
-        result["saved_to"] = str(folder / "result.json")
-        results = [result]
-    else:
-        from eval.harness import available_rankers, evaluate, prepare
-
-        prepared = prepare(settings, dataset, args.protocol, progress=progress)
-        rankers = available_rankers(settings) if args.ranker == "all" else [args.ranker]
-        results, rows, units = [], [], []
-        for ranker in rankers:
-            ranker_rows: list[dict[str, Any]] = []
-            result = evaluate(prepared, ranker, _split(args), settings, dataset, progress=progress,
-                              bootstrap=args.bootstrap, limit=args.limit, rows=ranker_rows)
-            result["tuned"] = tuned
-            results.append(result)
-            rows += ranker_rows
-            units += ranker_rows
-        prompts = _prompt_texts([r["llm"]["prompt"] for r in results if "llm" in r])
-        record = results[0] if len(results) == 1 else {
-            **{k: results[0][k] for k in ("dataset", "protocol", "split", "users", "data_hash", "git_commit",
-                                          "settings")}, "ranker": "all", "results": results}
-        folder = write_run(record, rows, units, settings.runs_dir, prompts=prompts)
-        for result in results:
-            result["saved_to"] = str(folder / "result.json")
+    results, folder = run_protocol(settings, dataset, args.protocol, args.ranker, _split(args), tuned=tuned,
+                                   limit=args.limit, bootstrap=args.bootstrap, dialogues=args.dialogues,
+                                   progress=not args.quiet)
     if args.format == "json":
         for result in results:
             print(json.dumps(result))
@@ -141,83 +94,25 @@ def _crs_table(result: dict[str, Any]) -> str:
 
 
 def prompts_command(args: argparse.Namespace) -> int:
-    from agent.assemble import make_configured_llm
     from core.errors import InvalidRequest
-    from eval.harness import git_commit, prepare, rank_cases
-    from eval.llm_cache import CachedLLM
-    from eval.prompt_eval import rerank_rows, summarize_variant, with_request_metrics, worse_than_baseline
-    from eval.reply_eval import build_requests, diversity, reply_rows
-    from eval.report import write_run
-    from eval.stats import paired_bootstrap
-    from eval.variants import kind_of, parse_variants, prompt_texts, variant_agent
+    from eval.prompt_eval import worse_than_baseline
+    from eval.runs import run_variants
 
     if not args.variants:
         raise InvalidRequest("eval prompts needs --variants")
     settings, dataset, tuned = _settings(args)
-    progress = not args.quiet
-    variants = parse_variants(args.variants, args.models, settings.llm.adapters)
-    kind = kind_of(next((v.prompt for v in variants if v.prompt), None))
-    llm = make_configured_llm(settings)
-    if llm is None:
-        raise InvalidRequest("eval prompts needs an LLM (llm.backend is 'none')")
-    started = time.perf_counter()
-    prepared = prepare(settings, dataset, args.protocol, progress=progress)
-    cases = prepared.split.cases(_split(args))
-    cases = cases[: args.limit] if args.limit else cases
-    cached = CachedLLM(llm, settings.runs_dir / "cache" / "llm.sqlite")
-    agents = {v.label: variant_agent(prepared.agent, settings, v, kind, cached) for v in variants}
-    rows: list[dict[str, Any]] = []
-    if kind == "rerank":
-        shown = [list(c.candidates or []) for c in cases] if cases and cases[0].candidates is not None else \
-            rank_cases(prepared.agent, cases, "fused", k=settings.rerank.candidates, progress=progress)
-        for label, agent in agents.items():
-            rows += rerank_rows(agent, cached, label, cases, shown, progress)
-    else:
-        requests = build_requests(prepared.agent, cases, per_kind=args.requests)
-        for label, agent in agents.items():
-            rows += reply_rows(agent, cached, label, requests, progress,
-                               workers=8 if settings.llm.served else 1)
-    units = with_request_metrics(rows)
-    labels = list(agents)
-    summaries = {}
-    for label in labels:
-        mine = [r for r in rows if r["entry"] == label]
-        agent = agents[label]
-        summaries[label] = {"prompt": (agent.prompts or {}).get(kind), "model": llm.name,
-                            "adapter": agent.rerank_adapter if kind == "rerank" else agent.reply_adapter,
-                            **summarize_variant(mine)}
-        if kind == "reply":
-            summaries[label]["distinct_2"] = diversity(mine)
-    differences = []
-    base = {u["unit"]: u for u in units if u["entry"] == labels[0]}
-    for label in labels[1:]:
-        other = {u["unit"]: u for u in units if u["entry"] == label}
-        shared = [unit for unit in base if unit in other]
-        for metric in base[shared[0]]["metrics"] if shared else []:
-            d = paired_bootstrap([base[u]["metrics"][metric] for u in shared],
-                                 [other[u]["metrics"][metric] for u in shared])
-            differences.append({"entry": label, "baseline": labels[0], "metric": metric, **d.as_dict()})
-    result = {"dataset": dataset, "protocol": prepared.split.protocol, "split": _split(args), "ranker": "variants",
-              "kind": kind, "users": len(cases), "subset": bool(args.limit), "baseline": labels[0],
-              "variants": summaries, "differences": differences, "tuned": tuned,
-              "llm_calls": {"computed": sum(not c.cached for c in cached.calls),
-                            "cached": sum(c.cached for c in cached.calls)},
-              "seconds": round(time.perf_counter() - started, 2), "data_hash": prepared.data_hash,
-              "git_commit": git_commit(), "settings": json.loads(settings.model_dump_json())}
-    folder = write_run(result, rows, units, settings.runs_dir, prompts=prompt_texts(agents, kind),
-                       name=f"{dataset}_{prepared.split.protocol}_prompts_{_split(args)}")
-    cached.close()
-    result["saved_to"] = str(folder / "result.json")
-    result["differences"] = differences  # write_run's forest covers the headline metrics; keep all of them
+    result, folder = run_variants(settings, dataset, args.protocol, _split(args), args.variants, args.models,
+                                  tuned=tuned, limit=args.limit, requests=args.requests, progress=not args.quiet)
     if args.format == "json":
         print(json.dumps(result))
     else:
         print(_variants_table(result))
     print(f"report: {folder / 'report.html'}", file=sys.stderr)
     if args.fail_if_worse:
-        worse = worse_than_baseline(differences, args.fail_if_worse)
+        worse = worse_than_baseline(result["differences"], args.fail_if_worse)
         if worse:
-            print("significantly worse than the baseline " + labels[0] + ":\n  " + "\n  ".join(worse), file=sys.stderr)
+            print(f"significantly worse than the baseline {result['baseline']}:\n  " + "\n  ".join(worse),
+                  file=sys.stderr)
             return 1
     return 0
 
@@ -246,82 +141,17 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def save_tune_run(settings: Any, dataset: str, protocol: str, result: dict[str, Any]) -> Path:
-    """The tuning's record under runs/ (what `tuned` files point back to)."""
-    settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    run = settings.runs_dir / f"{stamp}_{Path(dataset).name}_{protocol}_tune.json"
-    run.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return Path(run)
-
-
 def tune_command(args: argparse.Namespace) -> int:
-    from agent.tuned import save_tuned, with_tuned
-    from eval.harness import git_commit, prepare
-    from eval.tuning import tune_fusion_fast
+    from eval.tune_runs import tune_crs_run, tune_fusion_run, tune_linear_run
 
     settings = settings_from(args)
     dataset = args.dataset or settings.data.dataset
+    progress = not args.quiet
     if args.protocol == "crs":
-        return tune_crs_command(args, settings, dataset)
-    if args.protocol == "candidates20":  # compared with the fused ranker as eval runs it: tuned weights applied
-        return tune_linear_command(args, with_tuned(settings, dataset)[0], dataset)
-    prepared = prepare(settings, dataset, args.protocol, progress=not args.quiet)
-    grid: dict[str, Sequence[float]] = {"collab": [1.0], "item2item": [0, 0.3, 0.6], "sequential": [0, 0.5, 1.0, 1.5],
-                                        "text": [0, 0.1, 0.3], "popularity": [0, 0.1, 0.2]}
-    result = tune_fusion_fast(prepared, grid, [10, 20, 60], max_users=args.max_users, progress=not args.quiet)
-    result.update({"dataset": dataset, "protocol": prepared.split.protocol, "data_hash": prepared.data_hash,
-                   "git_commit": git_commit()})
-    run = save_tune_run(settings, dataset, prepared.split.protocol, result)
-    best = result["best"]
-    result["saved_to"] = str(save_tuned(settings, dataset, {"retrieval.fusion_weights": best["fusion_weights"],
-                                                            "retrieval.rrf_k": best["rrf_k"]},
-                                        {"metric": result["metric"], "validation": best["score"], "se": best["se"],
-                                         "users": result["users"], "protocol": result["protocol"], "run": str(run)}))
-    print(json.dumps(result))
-    return 0
-
-
-def tune_linear_command(args: argparse.Namespace, settings: Any, dataset: str) -> int:
-    """Fit the linear ranker on the validation split's fixed lists and save its weights (the fusion weights that
-    `tune --protocol loo` chose stay: fixed lists of random items are not what the chat ranks)."""
-    from agent.tuned import save_tuned
-    from eval.harness import git_commit, prepare
-    from eval.tuning import tune_linear
-
-    prepared = prepare(settings, dataset, "candidates20", progress=not args.quiet)
-    result = tune_linear(prepared, max_users=args.max_users, progress=not args.quiet)
-    result.update({"dataset": dataset, "protocol": prepared.split.protocol, "data_hash": prepared.data_hash,
-                   "git_commit": git_commit()})
-    run = save_tune_run(settings, dataset, prepared.split.protocol, result)
-    result["saved_to"] = str(save_tuned(settings, dataset, {"retrieval.linear_weights": result["linear_weights"]},
-                                        {"metric": result["metric"], "validation": result["cross_validated"][
-                                            str(result["l2"])], "users": result["users"],
-                                         "protocol": result["protocol"], "run": str(run)}))
-    print(json.dumps(result))
-    return 0
-
-
-def tune_crs_command(args: argparse.Namespace, settings: Any, dataset: str) -> int:
-    """Tune the fusion (weights of every generator, sources included) on the validation dialogues."""
-    from agent.tuned import save_tuned
-    from eval.crs import dialogues_for, prepare_crs
-    from eval.crs_tuning import collect, generator_names, tune_crs
-    from eval.harness import git_commit
-    from index.loaders import resolve_dataset_folder
-
-    agent, data, _ = prepare_crs(settings, dataset, progress=not args.quiet)
-    dialogues = dialogues_for(resolve_dataset_folder(dataset, settings.data.data_dir), "validation", args.dialogues)
-    titles = {item_id: item.title for item_id, item in data.items.items()}
-    turns = collect(agent, dialogues, titles, progress=not args.quiet)
-    retrieval = settings.retrieval
-    result = tune_crs(turns, generator_names(agent), retrieval.fusion_weights, retrieval.rrf_k, retrieval.query_weight)
-    result.update({"dataset": dataset, "protocol": "crs", "split": "validation", "data_hash": data.content_hash(),
-                   "dialogues_file": str(args.dialogues) if args.dialogues else None, "git_commit": git_commit()})
-    run = save_tune_run(settings, dataset, "crs", result)
-    result["saved_to"] = str(save_tuned(settings, dataset, {
-        "retrieval.fusion_weights": result["fusion_weights"], "retrieval.rrf_k": result["rrf_k"],
-        "retrieval.query_weight": result["query_weight"]}, {"metric": result["metric"], "validation": result["score"],
-                                                            "protocol": "crs", "run": str(run)}))
+        result = tune_crs_run(settings, dataset, args.dialogues, progress=progress)
+    elif args.protocol == "candidates20":
+        result = tune_linear_run(settings, dataset, max_users=args.max_users, progress=progress)
+    else:
+        result = tune_fusion_run(settings, dataset, args.protocol, max_users=args.max_users, progress=progress)
     print(json.dumps(result))
     return 0

@@ -1,8 +1,7 @@
-"""Run rankers over a protocol's cases, score them, and save each run with what produced it."""
+"""Run rankers over a protocol's cases and score them, each result with what produced it (eval.runs saves it)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import time
@@ -16,7 +15,6 @@ from tqdm import tqdm
 from agent.assemble import Agent, build_agent, index_dataset, make_configured_llm
 from agent.llm.base import LLM
 from agent.rerank import RerankList, RerankResult, blend_with_retriever
-from agent.retrieval import BASE_GENERATORS, Ranked, Request, fused_lists, reciprocal_rank_fusion
 from agent.settings import Settings
 from core.errors import InvalidRequest
 from eval.metrics import per_user_metrics, summarize
@@ -199,31 +197,3 @@ def evaluate(prepared: Prepared, ranker: str, split: str, settings: Settings, da
             "users": len(cases), "subset": bool(limit), "metrics": _metrics(rankings, cases, bootstrap), **extra,
             "counts": prepared.split.counts, "seconds": round(seconds, 2), "data_hash": prepared.data_hash,
             "git_commit": git_commit(), "settings": json.loads(settings.model_dump_json())}
-
-
-def tune_fusion(prepared: Prepared, grid: dict[str, Sequence[float]], rrf_ks: Sequence[float],
-                metric: str = "ndcg@10", progress: bool = True) -> dict[str, Any]:
-    """Grid-search fusion weights and the RRF constant on the *validation* split only."""
-    ctx = prepared.agent.recommender.context
-    cases = prepared.split.validation
-    every = {name: 1.0 for name in grid}
-    lists: list[dict[str, Ranked]] = []
-    for case in tqdm(cases, desc="generating (validation)", unit="user", disable=not progress):
-        request = Request(history=case.history, timestamps=case.timestamps, exclude=frozenset(case.history))
-        lists.append(fused_lists(ctx, request, every))
-    names = list(grid)
-    results = []
-    for values in itertools.product(*(grid[n] for n in names)):
-        weights = dict(zip(names, values, strict=True))
-        if not any(weights.values()):
-            continue
-        for k in rrf_ks:
-            rankings = [[i for i, _ in reciprocal_rank_fusion(per, weights, k, 20)] for per in lists]
-            score = float(per_user_metrics(rankings, [{c.target} for c in cases], cutoffs=(10,))[metric].mean())
-            results.append((score, weights, k))
-    results.sort(key=lambda r: -r[0])
-    best_score, best_weights, best_k = results[0]
-    return {"metric": metric, "split": "validation", "best": {"score": round(best_score, 5),
-            "fusion_weights": best_weights, "rrf_k": best_k},
-            "top5": [{"score": round(s, 5), "fusion_weights": w, "rrf_k": k} for s, w, k in results[:5]],
-            "generators": sorted(BASE_GENERATORS)}

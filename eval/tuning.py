@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agent.retrieval import BASE_GENERATORS, Ranked, Request, fused, fused_lists, linear_features, linear_pool
+from agent.linear_ranker import conditional_logit, linear_features, linear_pool
+from agent.retrieval import BASE_GENERATORS, Ranked, Request, fused, fused_lists, reciprocal_rank_fusion
 from agent.settings import LINEAR_FEATURES
 from eval.harness import Prepared
+from eval.metrics import per_user_metrics
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,35 @@ def metric_from_ranks(ranks: np.ndarray, metric: str) -> np.ndarray:
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def tune_fusion(prepared: Prepared, grid: dict[str, Sequence[float]], rrf_ks: Sequence[float],
+                metric: str = "ndcg@10", progress: bool = True) -> dict[str, Any]:
+    """Grid-search fusion weights and the RRF constant on the *validation* split only, every user and every
+    setting: the reference `tune_fusion_fast` must agree with."""
+    ctx = prepared.agent.recommender.context
+    cases = prepared.split.validation
+    every = {name: 1.0 for name in grid}
+    lists: list[dict[str, Ranked]] = []
+    for case in tqdm(cases, desc="generating (validation)", unit="user", disable=not progress):
+        request = Request(history=case.history, timestamps=case.timestamps, exclude=frozenset(case.history))
+        lists.append(fused_lists(ctx, request, every))
+    names = list(grid)
+    results = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        weights = dict(zip(names, values, strict=True))
+        if not any(weights.values()):
+            continue
+        for k in rrf_ks:
+            rankings = [[i for i, _ in reciprocal_rank_fusion(per, weights, k, 20)] for per in lists]
+            score = float(per_user_metrics(rankings, [{c.target} for c in cases], cutoffs=(10,))[metric].mean())
+            results.append((score, weights, k))
+    results.sort(key=lambda r: -r[0])
+    best_score, best_weights, best_k = results[0]
+    return {"metric": metric, "split": "validation", "best": {"score": round(best_score, 5),
+            "fusion_weights": best_weights, "rrf_k": best_k},
+            "top5": [{"score": round(s, 5), "fusion_weights": w, "rrf_k": k} for s, w, k in results[:5]],
+            "generators": sorted(BASE_GENERATORS)}
+
+
 def tune_fusion_fast(prepared: Prepared, grid: dict[str, Sequence[float]], rrf_ks: Sequence[float],
                      metric: str = "ndcg@10", max_users: int = 2000, batch: int = 200, drop_z: float = 3.0,
                      tolerance: float = 0.002, seed: int = 0, progress: bool = True) -> dict[str, Any]:
@@ -132,26 +163,6 @@ def tune_fusion_fast(prepared: Prepared, grid: dict[str, Sequence[float]], rrf_k
             "generators": sorted(BASE_GENERATORS)}
 
 
-def conditional_logit(features: np.ndarray, targets: np.ndarray, l2: float) -> np.ndarray:
-    """Weights w maximising the mean log-softmax of each list's target under scores features @ w, minus
-    l2 * |w|^2 (features: lists x items x features, standardised; targets: the target's row in each list)."""
-    from scipy.optimize import minimize
-
-    lists = np.arange(len(targets))
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        scores = features @ w
-        top = scores.max(axis=1, keepdims=True)
-        probs = np.exp(scores - top)
-        total = probs.sum(axis=1, keepdims=True)
-        probs /= total
-        value = float(np.mean(np.log(total[:, 0]) + top[:, 0] - scores[lists, targets])) + l2 * float(w @ w)
-        gradient = np.mean(np.einsum("li,lif->lf", probs, features) - features[lists, targets], axis=0) + 2 * l2 * w
-        return value, gradient
-
-    return np.asarray(minimize(loss, np.zeros(features.shape[-1]), jac=True, method="L-BFGS-B").x)
-
-
 def list_ndcg(scores: np.ndarray, targets: np.ndarray, k: int = 10) -> np.ndarray:
     """ndcg@k of each list's target under `scores` (lists x items); ties count against the target."""
     ranks = (scores >= scores[np.arange(len(targets)), targets][:, None]).sum(axis=1) - 1
@@ -160,7 +171,7 @@ def list_ndcg(scores: np.ndarray, targets: np.ndarray, k: int = 10) -> np.ndarra
 
 def tune_linear(prepared: Prepared, l2s: Sequence[float] = (1e-3, 1e-2, 1e-1), folds: int = 5, max_users: int = 2000,
                 seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """The linear ranker's weights (agent.retrieval.linear) fitted on the validation split's fixed candidate
+    """The linear ranker's weights (agent.linear_ranker) fitted on the validation split's fixed candidate
     lists (candidates20) by a conditional logit. The L2 strength is chosen by `folds`-fold cross-validation
     on the same users, whose held-out ndcg@10 is reported next to the fused ranker's on the same lists (the
     fused weights were not chosen on these lists, so the comparison is fair); the weights returned are

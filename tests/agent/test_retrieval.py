@@ -6,8 +6,8 @@ import pytest
 
 from agent.assemble import Agent, build_agent
 from agent.filters import FilterError, matches
-from agent.recommender import Recommender, UnknownRanker
-from agent.retrieval import GENERATORS, reciprocal_rank_fusion
+from agent.recommender import GENERATORS, Recommender, UnknownRanker
+from agent.retrieval import reciprocal_rank_fusion
 from agent.settings import Settings
 from core.errors import UnknownUser
 from index.embedder import Embedder

@@ -11,16 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.linear_ranker import conditional_logit
 from agent.retrieval import reciprocal_rank_fusion
 from agent.settings import ITEM_FEATURES, LINEAR_FEATURES, Settings
-from conftest import make_settings
+from conftest import copy_index, make_settings
 from core.errors import InvalidRequest, SettingsError
 from eval.tuning import (
     Setting,
-    conditional_logit,
     list_ndcg,
     metric_from_ranks,
     target_ranks,
+    tune_fusion,
     tune_fusion_fast,
     tune_linear,
     weight_grid,
@@ -51,12 +52,12 @@ def test_metric_from_ranks() -> None:
 
 
 @pytest.fixture(scope="module")
-def small_settings(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return make_settings(small_data_dir, tmp_path_factory.mktemp("tune-chroma"))
+def small_settings(small_data_dir: Path, small_eval_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(small_data_dir, copy_index(small_eval_index, tmp_path_factory.mktemp("tune") / "chroma"))
 
 
 def test_racing_agrees_with_the_exhaustive_search(small_settings: Settings, embedder: object) -> None:
-    from eval.harness import prepare, tune_fusion
+    from eval.harness import prepare
 
     prepared = prepare(small_settings, "movies-small", "loo", progress=False, embedder=embedder)  # type: ignore[arg-type]
     grid = {"collab": [1.0], "sequential": [0, 1.0], "popularity": [0, 0.2], "text": [0, 0.3]}
@@ -67,6 +68,27 @@ def test_racing_agrees_with_the_exhaustive_search(small_settings: Settings, embe
     raced = tune_fusion_fast(prepared, grid, [20], max_users=10_000, batch=100, drop_z=1.0, tolerance=1.0,
                              progress=False)
     assert raced["users"] < fast["users"]  # stopped early
+
+
+def test_a_tune_run_records_itself_and_saves_what_it_chose(small_settings: Settings, embedder: object,
+                                                           tmp_path: Path) -> None:
+    """`recagent tune --protocol loo` without the flags: the run under runs/ and the tuned file, which
+    with_tuned then applies, both carry the best setting the race found."""
+    from agent.tuned import with_tuned
+    from eval.tune_runs import FUSION_GRID, tune_fusion_run
+
+    settings = small_settings.model_copy(update={"runs_dir": tmp_path / "runs", "tuned_dir": tmp_path / "tuned"})
+    result = tune_fusion_run(settings, "movies-small", "loo", max_users=30, progress=False,
+                             embedder=embedder)  # type: ignore[arg-type]
+    assert result["users"] == 30 and set(result["best"]["fusion_weights"]) == set(FUSION_GRID)
+    [run] = (tmp_path / "runs").glob("*_movies-small_loo_tune.json")
+    recorded = json.loads(run.read_text(encoding="utf-8"))
+    assert recorded["best"] == result["best"] and recorded["data_hash"] == result["data_hash"]
+    tuned, applied = with_tuned(settings, "movies-small")
+    assert applied == {"retrieval.fusion_weights": result["best"]["fusion_weights"],
+                       "retrieval.rrf_k": result["best"]["rrf_k"]}
+    assert tuned.retrieval.rrf_k == result["best"]["rrf_k"]
+    assert json.loads(Path(result["saved_to"]).read_text(encoding="utf-8"))["run"] == str(run)
 
 
 def test_conditional_logit_finds_the_feature_that_marks_the_target() -> None:
@@ -93,7 +115,8 @@ def test_the_linear_ranker_is_fitted_on_validation_lists_and_ranks_by_its_weight
     linear ranker then orders a fixed list by features @ weights, and without weights it is the fused ranker.
     An unknown feature name is a settings error."""
     from agent.assemble import build_agent
-    from agent.retrieval import Context, Request, fused, item_features, linear, linear_features, warm_linear
+    from agent.linear_ranker import item_features, linear, linear_features, warm_linear
+    from agent.retrieval import Context, Request, fused
     from agent.tuned import save_tuned, with_tuned
     from eval.harness import available_rankers, evaluate, prepare, retriever_for
 
