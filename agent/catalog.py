@@ -1,7 +1,8 @@
 """The index as the runtime sees it: item metadata, collaborative parts and vectors kept in memory.
 
-Loaded once from Chroma (embedded or server). Vector queries still go to Chroma; the sparse
-item-to-item graphs and the query-side vectors live in memory because each request touches a few rows.
+Loaded once: from the files beside an embedded index (index.files), from Chroma's metadata for a server's.
+Vector queries still go to Chroma; the sparse item-to-item graphs and the query-side vectors live in memory
+because each request touches a few rows.
 """
 
 from __future__ import annotations
@@ -37,15 +38,10 @@ class LoadedIndex:
         graph = store.collab_graph()
         self.ids: list[str] = graph.ids
         self.position = {item_id: i for i, item_id in enumerate(self.ids)}
-        n = len(self.ids)
         self.popularity = graph.popularity
         self.cooccurrence = graph.cooccurrence
         self.transitions = graph.transitions
-        query_ids, query = store.vectors("collab_query")
-        q = np.zeros((n, query.shape[1] if query.size else 0), dtype=np.float32)
-        if query_ids:
-            q[[self.position[i] for i in query_ids]] = query
-        self.query_vectors = q
+        self.query_vectors = graph.query_vectors  # row k for ids[k]
 
     @property
     def noun(self) -> str:

@@ -1,6 +1,8 @@
 """recagent at 10k, 100k and 1M items (synthetic catalogs, interactions = 10 x items, users = items / 10):
 build time by phase, the build's peak memory (RSS of the `recagent index build` process), index size on
-disk, fused retrieval p50/p95 against exact search, the approximate top-50's recall of the exact top-50
+disk, the time to open the index (the agent's in-memory view: from the files beside the index, and from
+Chroma's metadata as before them, with a check that both give the same catalog and graphs), fused retrieval
+p50/p95 against exact search, the approximate top-50's recall of the exact top-50
 in every vector space (text and user vectors probed with perturbed stored vectors; the collaborative item
 vectors with the queries the collaborative generator sends, users' history vectors, and as a stress test
 with perturbed item vectors too), and ranking time per user for the loo cases. Writes JSON and a log-log plot.
@@ -27,10 +29,12 @@ from typing import Any
 import numpy as np
 
 from agent.assemble import build_agent
+from agent.catalog import LoadedIndex
 from agent.settings import Settings, load_settings
 from index.config import IndexConfig
 from index.embedder import Embedder, use_bfloat16
 from index.loaders import load_dataset
+from index.store import IndexStore, chroma_client
 from index.synth import synthesize
 from index.text import item_text
 
@@ -135,6 +139,41 @@ def _ann_recall(agent: Any, space: Any, queries: int, rng: np.random.Generator,
             "chroma": _percentiles(chroma_t), "exact_numpy": _percentiles(exact_t)}
 
 
+def _same_view(a: LoadedIndex, b: LoadedIndex) -> bool:
+    """Whether two opened views hold the same catalog, popularity, query vectors and graphs."""
+    return (a.ids == b.ids and a.entries == b.entries and np.array_equal(a.popularity, b.popularity)
+            and np.array_equal(a.query_vectors, b.query_vectors) and a.cooccurrence.shape == b.cooccurrence.shape
+            and (a.cooccurrence != b.cooccurrence).nnz == 0 and a.transitions.shape == b.transitions.shape
+            and (a.transitions != b.transitions).nnz == 0)
+
+
+def _open_times(store: IndexStore) -> dict[str, Any]:
+    """Seconds to open the index (LoadedIndex) from its files, their parts, and from Chroma's metadata as before
+    the files existed; and whether both views hold the same catalog and graphs."""
+    recorded = store.recorded_files()
+    out: dict[str, Any] = {"opened_from_files": recorded is not None}
+    started = time.perf_counter()
+    index = LoadedIndex(store)
+    out["open_index_s"] = round(time.perf_counter() - started, 2)
+    if recorded is not None and store.files is not None:
+        parts = {}
+        started = time.perf_counter()
+        store.files.problems(recorded, sorted(recorded))
+        parts["digests_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        store.files.load_catalog()
+        parts["catalog_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        store.files.load_collab()
+        parts["graphs_s"] = time.perf_counter() - started
+        out["open_parts_s"] = {k: round(v, 2) for k, v in parts.items()}
+    started = time.perf_counter()
+    before = LoadedIndex(IndexStore(store.client, store.namespace, store.hnsw, use_files=False))
+    out["open_index_from_metadata_s"] = round(time.perf_counter() - started, 2)
+    out["files_match_metadata"] = _same_view(index, before)
+    return out
+
+
 def _one_size(items: int, root: Path, base: Settings, queries: int,
               previous: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
     """One size; with `previous` (its row from an earlier run whose index is still there) the build is not
@@ -154,7 +193,8 @@ def _one_size(items: int, root: Path, base: Settings, queries: int,
                  "collab_phase_s": round(report["timings"]["collab"], 1),
                  "embedding_items_per_s": round(report["embedded"] / max(report["timings"]["items"], 1e-9), 1),
                  "build_peak_rss_gb": round(peak / 2**30, 2), "index_disk_gb": round(_du(chroma) / 2**30, 3),
-                 "embedder_precision": "bfloat16" if use_bfloat16(index.embedder) else "float32"}
+                 "embedder_precision": "bfloat16" if use_bfloat16(index.embedder) else "float32",
+                 "graph_files": report.get("graph_files", "none")}
         if report["repaired"]:  # the times are those of the last part: items embedded before are not in them
             built |= {"build_resumed": True, "embedded_in_last_part": report["embedded"]}
     else:
@@ -165,6 +205,7 @@ def _one_size(items: int, root: Path, base: Settings, queries: int,
     overrides: dict[str, Any] = {"data.data_dir": data_dir, "data.dataset": name, "index": index.model_dump(),
                                  "conversations.url": f"sqlite:///{root / 'conversations.sqlite3'}"}
     settings = load_settings(None, {}, **overrides)
+    opened = _open_times(IndexStore(chroma_client(index), name, index.hnsw))  # before the agent: one view at a time
     started = time.perf_counter()
     agent = build_agent(settings, llm=None)
     load_s = time.perf_counter() - started
@@ -174,18 +215,20 @@ def _one_size(items: int, root: Path, base: Settings, queries: int,
     histories = [agent.index.user_history(u) for u in sample]
     agent.recommender.candidates(history=histories[0][0][:-2], timestamps=histories[0][1][:-2], k=20)  # warm up
     fused_t, rank_t = [], []
+    returned = []
     for items_u, times_u in histories:
         t0 = time.perf_counter()
-        agent.recommender.candidates(history=items_u, timestamps=times_u, k=TOP)
+        returned.append(len(agent.recommender.candidates(history=items_u, timestamps=times_u, k=TOP)))
         fused_t.append(time.perf_counter() - t0)
         t0 = time.perf_counter()  # a loo case: everything but the last two items, ranked top-20
         agent.recommender.candidates(history=items_u[:-2], timestamps=times_u[:-2], k=20)
         rank_t.append(time.perf_counter() - t0)
     searched = {c.name: ((c.configuration_json or {}).get("hnsw") or {}).get("ef_search")
                 for c in agent.index.store.client.list_collections()}  # what the queries ran with
-    return {"items": items, "users": len(users), "interactions": 10 * items, **built,
+    return {"items": items, "indexed_items": len(agent.index.ids), "users": len(users),
+            "interactions": sum(len(h.items) for h in agent.index.sequences()), **built, **opened,
             "load_agent_s": round(load_s, 1), "ef_search": sorted(set(searched.values()) - {None}),
-            "fused_top50": _percentiles(fused_t),
+            "fused_top50": {**_percentiles(fused_t), "fewest_returned": min(returned)},
             "loo_ranking_ms_per_user": round(1000 * float(np.mean(rank_t)), 2),
             "ann": {"text": _ann_recall(agent, "text", queries, rng),
                     # the collaborative generator's own queries: users' history vectors (inner product)
@@ -206,6 +249,10 @@ def _series(rows: list[dict[str, Any]], fits: list[dict[str, Any]]) -> list[tupl
         ("index on disk GB", [r["index_disk_gb"] for r in rows]),
         ("fused p95 ms", [r["fused_top50"]["p95_ms"] for r in rows]),
         ("loo ranking ms/user", [r["loo_ranking_ms_per_user"] for r in rows])] if rows]
+    for label, key in (("open index s", "open_index_s"), ("open index from metadata s", "open_index_from_metadata_s")):
+        measured = [r for r in rows if key in r]  # rows measured before the files existed have neither
+        if measured:
+            out.append((label, [r["items"] for r in measured], [r[key] for r in measured], "line"))
     if rows:
         out.append(("linear in items (from the smallest build)", sizes,
                     [rows[0]["build_s"] * s / sizes[0] for s in sizes], "dotted"))

@@ -3,7 +3,9 @@
 Item texts are embedded only when their content hash changed; removed items are deleted. The
 collaborative collections are rewritten only when the interactions or their settings changed. The
 build marks the namespace 'building' first and 'complete' last, so a build killed midway is detected
-by readers and repaired by the next build (which re-embeds only what is still missing).
+by readers and repaired by the next build (which re-embeds only what is still missing). In an embedded
+store the files that opening reads (index.files) are written, each atomically, before 'complete', which
+records their digests; a file found missing or changed is written again from the collections.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from index.collab import fit_collab, user_histories
 from index.config import IndexConfig
 from index.dataset import Dataset, Item
 from index.embedder import Embedder, embedder_name
+from index.files import COLLAB_FILES, CatalogRow, CollabGraph
 from index.store import IndexStore, Purpose, batches
 from index.text import content_hash, item_text
 
@@ -35,6 +38,9 @@ class BuildReport:
     deleted: int = 0
     collab_rebuilt: bool = False
     repaired: bool = False
+    # the graph files: "written" (from this build's fit), "kept", "repaired" (missing, changed or never written:
+    # written again from the collections, nothing refitted) or "none" (a Chroma server's index has none)
+    graph_files: str = "none"
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -60,33 +66,39 @@ def build_index(dataset: Dataset, store: IndexStore, config: IndexConfig,
     store.set_state(state="building", purpose=purpose)
 
     t0 = time.perf_counter()
-    _sync_items(dataset, store, embedder_name(config.embedder), embedder_factory, report, progress)
+    digests = _sync_items(dataset, store, embedder_name(config.embedder), embedder_factory, report, progress)
     report.timings["items"] = time.perf_counter() - t0
 
     fingerprint = collab_fingerprint(dataset, config)
     t0 = time.perf_counter()
+    graph: CollabGraph | None = None
     if previous.get("collab_hash") != fingerprint or report.repaired or previous.get("state") != "complete":
         store.set_state(collab_hash="")
-        _write_collab(dataset, store, config, progress)
+        graph = _write_collab(dataset, store, config, progress)
         report.collab_rebuilt = True
     report.timings["collab"] = time.perf_counter() - t0
     store.sync_search_settings()  # an ef_search changed since the collections were written
 
+    t0 = time.perf_counter()
+    files = _write_files(dataset, store, digests, graph, json.loads(str(previous.get("files") or "{}")), report)
+    report.timings["files"] = time.perf_counter() - t0
     store.set_state(state="complete", collab_hash=fingerprint, data_hash=dataset.content_hash(),
                     items=len(dataset.items), embedder=embedder_name(config.embedder), item_noun=dataset.item_noun,
-                    timed=dataset.timed)
+                    timed=dataset.timed, files=json.dumps(files, sort_keys=True) if files else "")
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _sync_items(dataset: Dataset, store: IndexStore, model_name: str, embedder_factory: Callable[[], Embedder],
-                report: BuildReport, progress: bool) -> None:
+                report: BuildReport, progress: bool) -> dict[str, str]:
+    """Embed and write the items whose text changed, delete the removed ones; every item's content hash."""
     old_hash = store.item_hashes()
     embedder: Embedder | None = None
     pending: list[tuple[Item, str, str]] = []
+    digests: dict[str, str] = {}
     for item in dataset.items.values():
         text = item_text(item)
-        digest = content_hash(text, model_name)
+        digest = digests[item.id] = content_hash(text, model_name)
         if old_hash.get(item.id) == digest:
             report.unchanged += 1
         else:
@@ -106,9 +118,30 @@ def _sync_items(dataset: Dataset, store: IndexStore, model_name: str, embedder_f
         bar.update(len(chunk))
     bar.close()
     report.embedded = len(pending)
+    return digests
 
 
-def _write_collab(dataset: Dataset, store: IndexStore, config: IndexConfig, progress: bool) -> None:
+def _write_files(dataset: Dataset, store: IndexStore, digests: dict[str, str], graph: CollabGraph | None,
+                 recorded: dict[str, str], report: BuildReport) -> dict[str, str]:
+    """Write the files opening reads (embedded stores only): the catalog every time, the graph files from this
+    build's fit, or again from the collections where the recorded ones are missing or changed. Their digests."""
+    if store.files is None:
+        return {}
+    written = store.files.write_catalog([CatalogRow(item.id, item.title, dict(item.attributes), digests[item.id])
+                                         for item in dataset.items.values()])
+    if graph is not None:
+        written |= store.files.write_collab(graph)
+        report.graph_files = "written"
+    elif store.files.problems(recorded, COLLAB_FILES):  # the collections are complete: the build before says so
+        written |= store.files.write_collab(store.metadata_collab_graph())
+        report.graph_files = "repaired"
+    else:
+        written |= {name: recorded[name] for name in COLLAB_FILES}
+        report.graph_files = "kept"
+    return written
+
+
+def _write_collab(dataset: Dataset, store: IndexStore, config: IndexConfig, progress: bool) -> CollabGraph:
     item_ids = list(dataset.items)
     histories = user_histories(dataset.interactions, item_ids)
     model = fit_collab(histories, item_ids, config)
@@ -129,3 +162,4 @@ def _write_collab(dataset: Dataset, store: IndexStore, config: IndexConfig, prog
                         [[(item_ids[p], int(t)) for p, t in zip(h.items, h.timestamps, strict=True)] for h in chunk])
         bar.update(len(chunk))
     bar.close()
+    return CollabGraph(item_ids, model.popularity, model.query_vectors, cooccurrence, transitions)

@@ -7,6 +7,9 @@ A namespace (a dataset's name, or e.g. 'ml-latest-small-loo' for an evaluation) 
   <ns>-users     one vector per user (its recency-weighted history), document = the history as JSON
 The items collection's metadata records the build state: 'building' while a build runs and
 'complete' with the data and settings hashes once it finished. Readers refuse an unfinished index.
+An embedded store also keeps what opening an index reads (the catalog, popularity, the query vectors and the
+two graphs) as files beside the collections (index.files), their digests in the state; a Chroma server's
+index, and one built before the files existed, is read from the collections' metadata instead.
 Everything else reads and writes through the typed methods of IndexStore.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +29,9 @@ import scipy.sparse as sp
 
 from core.errors import IndexStateError, UnknownUser
 from index.config import HnswConfig, IndexConfig
+from index.files import CatalogRow, CollabGraph, IndexFiles, local_folder
+
+log = logging.getLogger("recagent.index")
 
 BATCH = 1000
 Space = Literal["text", "collab", "users"]  # the vector spaces a query can search
@@ -78,25 +85,6 @@ class Hit:
     score: float
 
 
-@dataclass(frozen=True)
-class CatalogRow:
-    id: str
-    title: str
-    attributes: dict[str, Any]
-    content_hash: str
-
-
-@dataclass(frozen=True)
-class CollabGraph:
-    """The collaborative side in build order: popularity and the two item-to-item graphs (rows and columns
-    are positions in `ids`)."""
-
-    ids: list[str]
-    popularity: np.ndarray
-    cooccurrence: sp.csr_matrix
-    transitions: sp.csr_matrix
-
-
 def _encode_row(matrix: sp.csr_matrix, row: int) -> str:
     """One row of a graph as base64 of int32 positions then float32 weights (compact for big catalogs)."""
     start, end = matrix.indptr[row], matrix.indptr[row + 1]
@@ -145,10 +133,13 @@ def _item_metadata(title: str, attributes: Mapping[str, Any], digest: str) -> di
 class IndexStore:
     """The collections of one namespace, for building and for querying."""
 
-    def __init__(self, client: Any, namespace: str, hnsw: HnswConfig | None = None) -> None:
+    def __init__(self, client: Any, namespace: str, hnsw: HnswConfig | None = None, use_files: bool = True) -> None:
+        """`use_files=False` reads and writes only the collections, as a Chroma server's index is kept."""
         self.client = client
         self.namespace = namespace
         self.hnsw = hnsw or HnswConfig()
+        folder = local_folder(client, namespace) if use_files else None
+        self.files = IndexFiles(folder, namespace) if folder is not None else None
 
     def _name(self, part: str) -> str:
         return f"{self.namespace}-{part}"
@@ -263,7 +254,27 @@ class IndexStore:
 
     # reading -------------------------------------------------------------------------------------
 
+    def recorded_files(self) -> dict[str, str] | None:
+        """The files' digests the last complete build recorded; None where opening reads Chroma's metadata
+        (a Chroma server, or an index built before the files existed)."""
+        recorded = str(self.state().get("files") or "")
+        return dict(json.loads(recorded)) if recorded and self.files is not None else None
+
     def catalog(self) -> list[CatalogRow]:
+        recorded = self.recorded_files()
+        return self.files.read_catalog(recorded) if recorded is not None and self.files else self.metadata_catalog()
+
+    def collab_graph(self) -> CollabGraph:
+        recorded = self.recorded_files()
+        if recorded is not None and self.files is not None:
+            return self.files.read_collab(recorded)
+        if self.files is not None:
+            log.warning("index %r was built before its graph files: reading Chroma's metadata (slow on a large "
+                        "catalog); 'recagent index build' writes them without embedding anything", self.namespace)
+        return self.metadata_collab_graph()
+
+    def metadata_catalog(self) -> list[CatalogRow]:
+        """The catalog from the items collection's metadata."""
         items = self._get_all("items", include=["metadatas"])
         rows = []
         for item_id, meta in zip(items["ids"], items["metadatas"], strict=True):
@@ -272,14 +283,19 @@ class IndexStore:
                                    str(meta.get("_hash", ""))))
         return rows
 
-    def collab_graph(self) -> CollabGraph:
+    def metadata_collab_graph(self) -> CollabGraph:
+        """The collaborative side from the collections: neighbour lists from the metadata, Q from collabq."""
         collab = self._get_all("collab", include=["metadatas"])
         metas = [m or {} for m in collab["metadatas"]]
         order = np.argsort([int(m.get("pos", k)) for k, m in enumerate(metas)], kind="stable")
         ids = [str(collab["ids"][k]) for k in order]
         metas = [metas[k] for k in order]
         position = {item: k for k, item in enumerate(ids)}
-        return CollabGraph(ids, np.array([float(m.get("popularity", 0.0)) for m in metas], dtype=np.float32),
+        query_ids, query = self.vectors("collab_query")
+        q = np.zeros((len(ids), query.shape[1] if query.size else 0), dtype=np.float32)
+        if query_ids:
+            q[[position[i] for i in query_ids]] = query
+        return CollabGraph(ids, np.array([float(m.get("popularity", 0.0)) for m in metas], dtype=np.float32), q,
                            _decode_rows([str(m.get("cooc", "")) for m in metas], position, len(ids)),
                            _decode_rows([str(m.get("next", "")) for m in metas], position, len(ids)))
 
