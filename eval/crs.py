@@ -28,8 +28,7 @@ from agent.llm.base import LLM
 from agent.settings import Settings
 from core.errors import InvalidRequest
 from eval.harness import git_commit
-from eval.metrics import bootstrap_interval
-from eval.stats import standard_error
+from eval.stats import bootstrap_interval, standard_error
 from index.dataset import Dataset
 from index.embedder import Embedder
 from index.loaders import resolve_dataset_folder

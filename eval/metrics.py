@@ -7,6 +7,8 @@ from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
+from eval.stats import bootstrap_interval
+
 Metric = Callable[[Sequence[str], Collection[str], int], float]
 
 
@@ -47,18 +49,8 @@ def per_user_metrics(rankings: Sequence[Sequence[str]], targets: Sequence[Collec
     return out
 
 
-def bootstrap_interval(values: np.ndarray, samples: int = 1000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean, resampling users."""
-    if len(values) == 0:
-        return (0.0, 0.0)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
-    tail = (1.0 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
-
-
 def summarize(per_user: dict[str, np.ndarray], samples: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Each metric's mean over users and its 95% bootstrap interval (eval.stats.bootstrap_interval)."""
     summary = {}
     for key, values in per_user.items():
         low, high = bootstrap_interval(values, samples, seed)

@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.metrics import bootstrap_interval
-from eval.stats import paired_bootstrap, position_bias
+from eval.stats import bootstrap_interval, paired_bootstrap, position_bias
 
 Row = dict[str, Any]
 PLOTS = ("metric-bars", "recall-curves", "paired-forest", "position-bias", "latency-histogram")

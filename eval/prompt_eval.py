@@ -60,7 +60,7 @@ def rerank_rows(agent: Agent, llm: CachedLLM, label: str, cases: Sequence[Case],
 
 def summarize_variant(rows: Sequence[Row]) -> dict[str, Any]:
     """Means of a variant's per-unit rows (parse share, latency, tokens included)."""
-    from eval.metrics import bootstrap_interval
+    from eval.stats import bootstrap_interval
 
     out: dict[str, Any] = {"units": len(rows)}
     names = list(dict.fromkeys(m for r in rows for m in r["metrics"]))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from eval.metrics import bootstrap_interval, hit_at_k, mrr_at_k, ndcg_at_k, per_user_metrics, recall_at_k
+from eval.metrics import hit_at_k, mrr_at_k, ndcg_at_k, per_user_metrics, recall_at_k, summarize
 
 RANKED = ["a", "b", "c", "d", "e"]
 
@@ -54,12 +54,13 @@ def test_matches_ranx_on_random_rankings() -> None:
         assert ours[f"hit@{k}"].mean() == pytest.approx(theirs[f"hit_rate@{k}"])
 
 
-def test_bootstrap_interval_brackets_the_mean() -> None:
-    values = np.array([0.0] * 80 + [1.0] * 20)
-    low, high = bootstrap_interval(values, samples=2000, seed=1)
-    assert low < 0.2 < high
-    assert low > 0.1 and high < 0.3
-    assert bootstrap_interval(np.ones(10)) == (1.0, 1.0)
+def test_summarize_gives_each_metric_its_mean_and_a_reproducible_interval() -> None:
+    per_user = {"recall@10": np.array([0.0] * 80 + [1.0] * 20), "ndcg@10": np.full(5, 0.5)}
+    summary = summarize(per_user, samples=2000, seed=1)
+    assert summary["recall@10"]["mean"] == pytest.approx(0.2)
+    assert 0.1 < summary["recall@10"]["ci_low"] < 0.2 < summary["recall@10"]["ci_high"] < 0.3
+    assert summary["ndcg@10"] == {"mean": 0.5, "ci_low": 0.5, "ci_high": 0.5}
+    assert summarize(per_user, samples=2000, seed=1) == summary  # a fixed seed: the same figures every time
 
 
 def test_blend_search_scores_every_weight_without_the_llm() -> None:

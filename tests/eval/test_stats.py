@@ -6,14 +6,36 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import binom
 
-from eval.stats import distinct_n, paired_bootstrap, position_bias, standard_error
+from eval.stats import bootstrap_interval, distinct_n, paired_bootstrap, position_bias, standard_error
 
 
 def test_standard_error_closed_form() -> None:
     values = [0.0, 1.0, 0.0, 1.0]
     assert standard_error(values) == pytest.approx(np.std(values, ddof=1) / 2)
     assert standard_error([1.0]) == 0.0
+
+
+def test_the_interval_of_a_mean_is_the_binomial_one() -> None:
+    """100 units, 20 of them 1: a resampled mean is Binomial(100, 0.2) / 100, so the 95% percentile interval is
+    that distribution's 2.5% and 97.5% quantiles, 0.12 and 0.28."""
+    values = np.array([0.0] * 80 + [1.0] * 20)
+    assert (binom.ppf(0.025, 100, 0.2) / 100, binom.ppf(0.975, 100, 0.2) / 100) == (0.12, 0.28)
+    low, high = bootstrap_interval(values, samples=20000, seed=1)
+    assert low == pytest.approx(0.12, abs=0.0101) and high == pytest.approx(0.28, abs=0.0101)
+    assert bootstrap_interval(values, samples=20000, seed=1) == (low, high)  # a fixed seed: the same figures
+    assert bootstrap_interval(np.ones(10)) == (1.0, 1.0) and bootstrap_interval([0.5]) == (0.5, 0.5)
+    assert bootstrap_interval([]) == (0.0, 0.0)
+
+
+def test_a_paired_interval_is_the_interval_of_the_differences() -> None:
+    """Keeping pairs together resamples the per-unit differences: the same interval, resample for resample."""
+    rng = np.random.default_rng(5)
+    base, variant = rng.random(60), rng.random(60)
+    d = paired_bootstrap(base, variant, samples=3000, seed=7)
+    assert (d.ci_low, d.ci_high) == pytest.approx(bootstrap_interval(variant - base, samples=3000, seed=7))
+    assert d.mean == pytest.approx(float(np.mean(variant - base))) and d.units == 60
 
 
 def test_identical_variants_differ_by_nothing() -> None:
