@@ -7,6 +7,12 @@ about 25 times the cost per write (5,000 new conversations: 27 s against 1.0 s h
 Several processes on one machine may share the file. Turns of one conversation are serialised across
 them by a byte-range lock in a side file (`<file>.locks`), which the kernel releases when a process
 dies, so a killed process never leaves a conversation locked.
+
+A damaged file is refused at start: opening runs `PRAGMA quick_check` and raises DataError naming the file
+(the CLI prints it as one line and exits 2), rather than serving 503 "database disk image is malformed" with
+Retry-After on every request as if the fault would pass. The file is left as it is, for a restore or
+`sqlite3 FILE .recover`; moving it aside starts an empty store. Damage that appears later (a disk fault
+while serving) is reported per request as a damaged store, 503.
 """
 
 from __future__ import annotations
@@ -27,11 +33,29 @@ from typing import BinaryIO
 
 from agent.conversations.sql import SQLConversationStore
 from agent.conversations.state import ConversationsConfig
-from core.errors import Conflict, SettingsError, Unavailable
+from core.errors import Conflict, DataError, SettingsError, Unavailable
 
 # Linux's open-file-description locks belong to an open file, not to the process: two stores in one
 # process exclude each other too, and closing some other descriptor of the file releases nothing.
 _OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")  # sqlite3 error names (and their extended forms) of a bad file
+
+
+def _damaged(exc: sqlite3.Error) -> bool:
+    return str(getattr(exc, "sqlite_errorname", "")).startswith(_DAMAGED)
+
+
+def integrity_problem(conn: sqlite3.Connection) -> str | None:
+    """What `PRAGMA quick_check` finds wrong with the open database (its first lines), None when it is sound.
+    Other errors (a busy or unreadable file) propagate: they are not damage."""
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if _damaged(exc):
+            return str(exc)
+        raise
+    problems = [line.strip() for row in rows if row[0] != "ok" for line in str(row[0]).splitlines() if line.strip()]
+    return "; ".join(problems[:4]) if problems else None
 
 
 class ByteRangeLocks:
@@ -96,6 +120,13 @@ class SQLiteConversationStore(SQLConversationStore):
             mode = "ro" if read_only else "rwc"
             self._conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode={mode}", uri=True,
                                          isolation_level=None, check_same_thread=False, timeout=10)
+            problem = integrity_problem(self._conn)
+            if problem is not None:
+                self._conn.close()
+                raise DataError(path, f"the conversation store is damaged (PRAGMA quick_check: {problem}); "
+                                      f"recagent will not serve from it. Restore a copy, or recover what is left "
+                                      f"(sqlite3 {path} .recover), or move it aside to start with no "
+                                      f"conversations")
             self._conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable against a killed process
             if not read_only:
                 self._conn.execute("PRAGMA journal_mode=WAL")
@@ -119,7 +150,8 @@ class SQLiteConversationStore(SQLConversationStore):
     def _unavailable(self, exc: sqlite3.Error) -> Unavailable:
         name = getattr(exc, "sqlite_errorname", "")
         why = ("is read-only" if "READONLY" in name else "is busy (locked by another process)"
-               if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) else "is full" if "FULL" in name else "failed")
+               if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) else "is full" if "FULL" in name
+               else "is damaged (restore it or move it aside, then restart)" if _damaged(exc) else "failed")
         return Unavailable(f"conversation store {self.where} {why} ({exc}); nothing was changed",
                            retry_after_s=5)
 

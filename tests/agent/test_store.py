@@ -19,7 +19,7 @@ import pytest
 from agent.conversations import ConversationsConfig, ConversationStore, Turn, open_conversation_store
 from agent.conversations.sql import SQLConversationStore
 from conftest import REPO
-from core.errors import Conflict, ConversationNotFound, CorruptConversation, SettingsError, Unavailable
+from core.errors import Conflict, ConversationNotFound, CorruptConversation, DataError, SettingsError, Unavailable
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -195,6 +195,43 @@ def test_a_read_only_sqlite_store_changes_nothing_and_says_why(tmp_path: Path) -
             write()
     store.close()
     assert open_store(f"sqlite:///{path}", "movies").get(state.id).liked == ["1"]
+
+
+def damage_table(path: Path, table: str = "conversations") -> None:
+    """Overwrite a table's root page with junk, as a torn write or a failing disk would."""
+    connection = sqlite3.connect(path)
+    page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    root = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+    connection.close()
+    with path.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xa5" * page_size)
+
+
+def test_a_damaged_sqlite_file_is_refused_at_start_and_left_as_it_was(tmp_path: Path) -> None:
+    """Before the check this store opened and then answered every request with 503 'database disk image is
+    malformed'; now opening says which file is damaged and what to do, and touches nothing."""
+    path = tmp_path / "conversations.sqlite3"
+    store = open_store(f"sqlite:///{path}", "movies")
+    for _ in range(50):
+        store.create()
+    store.close()
+    damage_table(path)
+    before = path.read_bytes()
+    for url in (f"sqlite:///{path}", f"sqlite:///{path}?mode=ro"):
+        with pytest.raises(DataError, match="conversation store is damaged") as error:
+            open_store(url, "movies")
+        assert error.value.path == path and str(error.value).startswith(f"{path}: ")
+        assert "quick_check" in str(error.value) and ".recover" in str(error.value) and "\n" not in str(error.value)
+    assert path.read_bytes() == before  # nothing written, nothing moved
+    wal = tmp_path / "conversations.sqlite3-wal"
+    assert not wal.exists() or wal.stat().st_size == 0  # and no write waits in the log either
+
+    path.write_bytes(b"not a database, " * 512)  # not SQLite at all
+    with pytest.raises(DataError, match="not a database"):
+        open_store(f"sqlite:///{path}", "movies")
+    path.rename(tmp_path / "aside.sqlite3")  # what the message suggests: moved aside, the store starts empty
+    assert open_store(f"sqlite:///{path}", "movies").count() == 0
 
 
 def test_store_urls_are_checked(tmp_path: Path) -> None:

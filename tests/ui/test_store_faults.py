@@ -1,15 +1,20 @@
 """The HTTP API over a faulty conversation store (real SQLite files): a corrupt row is quarantined and the
-rest is served; a read-only database answers every write with 503 and a reason, and changes nothing."""
+rest is served; a read-only database answers every write with 503 and a reason, and changes nothing; a
+damaged file stops `recagent serve` at start with one line naming it."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from agent.assemble import Agent, build_agent
 from agent.conversations import ConversationsConfig, open_conversation_store
+from agent.settings import Settings
 from ui.api import create_app
 
 
@@ -62,3 +67,28 @@ def test_conversation_ids_are_bounded(small_agent: Agent, tmp_path: Path) -> Non
     client = _client(small_agent, f"sqlite:///{tmp_path / 'c.sqlite3'}")
     assert client.get(f"/v1/conversations/{'x' * 201}").status_code == 422
     assert client.get(f"/v1/conversations/{'x' * 200}").status_code == 404
+
+
+def test_serve_refuses_a_damaged_conversation_file_in_one_line(small_index: Settings, small_data_dir: Path,
+                                                               tmp_path: Path) -> None:
+    path = tmp_path / "conversations.sqlite3"
+    store = open_conversation_store(ConversationsConfig(url=f"sqlite:///{path}"), "movies-small")
+    for _ in range(50):
+        store.create()
+    store.close()
+    connection = sqlite3.connect(path)
+    page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    root = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = 'conversations'").fetchone()[0]
+    connection.close()
+    with path.open("r+b") as file:  # the conversations table's root page overwritten, as by a failing disk
+        file.seek((root - 1) * page_size)
+        file.write(b"\xa5" * page_size)
+    env = {**os.environ, "RECAGENT_CONVERSATIONS__URL": f"sqlite:///{path}", "RECAGENT_LLM__BACKEND": "none",
+           "RECAGENT_TUNED_DIR": str(tmp_path / "tuned")}
+    command = [sys.executable, "-m", "app.cli", "serve", "--data-dir", str(small_data_dir), "--dataset",
+               "movies-small", "--chroma-path", str(small_index.index.path), "--port", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2, (done.stdout, done.stderr[-2000:])
+    assert "recagent API at" not in done.stdout
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {path}: the conversation store is damaged (PRAGMA quick_check: "), last
