@@ -3,7 +3,11 @@
 `recagent tune --dataset D` writes `<tuned_dir>/<D>.json` with the chosen values (dotted setting names,
 e.g. retrieval.fusion_weights), the validation figure they reached and the run they came from. Whoever
 builds an agent for D (eval, chat, serve) gets them through `with_tuned`, but only for settings nobody
-set explicitly: defaults < tuned values < TOML file < RECAGENT_* environment < flags.
+set explicitly: defaults < shipped tuned values < your tuned values < TOML file < RECAGENT_* environment < flags.
+
+The repository ships the values its published figures rely on in `models/tuned/<D>.json` (same format, plus the
+command and the data hash that made them). A family of values (FAMILIES) tuned in `tuned_dir` replaces the shipped
+family; the shipped values of the other families stay.
 """
 
 from __future__ import annotations
@@ -26,8 +30,15 @@ FAMILIES = {"retrieval.fusion_weights": "fusion", "retrieval.rrf_k": "fusion", "
 TUNABLE = tuple(FAMILIES)
 
 
+SHIPPED_TUNED = Path(__file__).resolve().parents[1] / "models" / "tuned"
+
+
 def tuned_path(settings: Settings, dataset: str) -> Path:
     return settings.tuned_dir / f"{namespace_of(dataset)}.json"
+
+
+def shipped_tuned_path(settings: Settings, dataset: str) -> Path:
+    return (settings.shipped_tuned_dir or SHIPPED_TUNED) / f"{namespace_of(dataset)}.json"
 
 
 def save_tuned(settings: Settings, dataset: str, values: dict[str, Any], record: dict[str, Any]) -> Path:
@@ -53,8 +64,9 @@ def save_tuned(settings: Settings, dataset: str, values: dict[str, Any], record:
     return path
 
 
-def read_tuned(settings: Settings, dataset: str) -> dict[str, Any] | None:
-    path = tuned_path(settings, dataset)
+def read_tuned(settings: Settings, dataset: str, shipped: bool = False) -> dict[str, Any] | None:
+    """The user's tuned file for the dataset (or, with shipped=True, the one in the repository), None if absent."""
+    path = shipped_tuned_path(settings, dataset) if shipped else tuned_path(settings, dataset)
     if not path.exists():
         return None
     try:
@@ -62,6 +74,16 @@ def read_tuned(settings: Settings, dataset: str) -> dict[str, Any] | None:
     except json.JSONDecodeError as exc:
         raise SettingsError(f"{path}: invalid JSON ({exc}); run recagent tune again or delete it") from None
     return payload if isinstance(payload, dict) else None
+
+
+def tuned_values(settings: Settings, dataset: str) -> dict[str, Any]:
+    """The tuned values for the dataset: the shipped file's, with each family the user tuned replaced by theirs."""
+    def values(payload: dict[str, Any] | None) -> dict[str, Any]:
+        return {k: v for k, v in dict((payload or {}).get("values", {})).items() if k in TUNABLE}
+
+    shipped, own = values(read_tuned(settings, dataset, shipped=True)), values(read_tuned(settings, dataset))
+    own_families = {FAMILIES[k] for k in own}
+    return {**{k: v for k, v in shipped.items() if FAMILIES[k] not in own_families}, **own}
 
 
 def _explicit(settings: Settings, dotted: str) -> bool:
@@ -77,10 +99,8 @@ def _explicit(settings: Settings, dotted: str) -> bool:
 def with_tuned(settings: Settings, dataset: str) -> tuple[Settings, dict[str, Any]]:
     """The settings with the dataset's tuned values where nothing explicit overrides them, and what was
     applied ({} when there is no tuned file or everything was set explicitly)."""
-    payload = read_tuned(settings, dataset)
-    if payload is None:
-        return settings, {}
-    applied = {k: v for k, v in dict(payload.get("values", {})).items() if k in TUNABLE and not _explicit(settings, k)}
+    values = tuned_values(settings, dataset)
+    applied = {k: v for k, v in values.items() if not _explicit(settings, k)}
     if not applied:
         return settings, {}
     updates: dict[str, dict[str, Any]] = {}
