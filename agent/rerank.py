@@ -25,7 +25,7 @@ from agent.catalog import LoadedIndex
 from agent.evidence import candidate_facts
 from agent.llm.base import LLM
 from core.labels import LABELS, MAX_LABELLED
-from prompts.loader import PromptTemplate
+from prompts.loader import PromptTemplate, prompt_text
 
 MAX_CANDIDATES = MAX_LABELLED
 TITLE_CHARS = 60  # LlamaRec cuts titles to 32 tokens; this is shorter still
@@ -223,11 +223,11 @@ Reranker = LLMReranker | LikelihoodReranker
 def sequence_texts(index: LoadedIndex, template: PromptTemplate, history: Sequence[str], candidates: Sequence[str],
                    history_window: int = 19) -> tuple[str, list[str]]:
     """The likelihood ranker's texts: the last `history_window` items written as one sequence, and each
-    candidate's continuation of it (" <title>;"). `recagent train rerank --objective likelihood` trains on
-    exactly these."""
+    candidate's continuation of it (" <title>;", the title as the template shows it: prompt_text).
+    `recagent train rerank --objective likelihood` trains on exactly these."""
     titles = index.titles
     recent = [titles.get(i, i) for i in list(history)[-history_window:]]
-    return template.render(noun=index.noun, history=recent), [f" {titles.get(c, c)};" for c in candidates]
+    return template.render(noun=index.noun, history=recent), [f" {prompt_text(titles.get(c, c))};" for c in candidates]
 
 
 def blend_lists(results: Sequence[RerankResult], lists: Sequence[RerankList], weight: float) -> list[RerankResult]:

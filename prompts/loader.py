@@ -3,6 +3,10 @@
 A file `NAME.vN.yaml` holds `name`, `version`, `description`, `variables` (the names the template
 needs) and `template`. Rendering with a missing or unexpected variable is an error, so a prompt change
 cannot silently drop context. Evaluation runs record the name and version.
+
+Every value a template shows passes `prompt_text`: catalog text (titles, tags, attribute values) and the
+user's words are data, so they render as one line whose brackets cannot pass for the prompt's own labels
+("[A]", "(B)") or turn markers. Serving and training render through here, so they see the same text.
 """
 
 from __future__ import annotations
@@ -17,6 +21,24 @@ from core.errors import RecagentError
 
 PROMPT_DIR = Path(__file__).resolve().parent
 _FILE = re.compile(r"^(?P<name>[a-z0-9_]+)\.v(?P<version>\d+)\.yaml$")
+_BREAKS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # whitespace and control characters, newlines too
+_INVISIBLE = re.compile(r"[\u200b\u202a-\u202e\u2066-\u2069\ufeff]")  # zero-width space, bidi overrides, BOM
+_LABEL_LIKE = re.compile(r"\(([A-Za-z0-9]{1,3})\)")  # "(A)": how the ranking prompts label candidates
+# square and angle brackets as their full-width forms: read the same, never a label "[A]" or "<start_of_turn>"
+_FULL_WIDTH = str.maketrans({"[": "\uff3b", "]": "\uff3d", "<": "\uff1c", ">": "\uff1e"})
+
+
+def prompt_text(value: str) -> str:
+    """Text that goes into a prompt as data: one line (newlines and control characters collapsed to a
+    space, invisible direction marks dropped), with bracketed labels neutralised: "[REC] (2007)" becomes
+    "［REC］ (2007)", a label-like "(A)" becomes "（A）" (a year such as "(2007)" stays as it is)."""
+    text = _BREAKS.sub(" ", _INVISIBLE.sub("", value)).strip().translate(_FULL_WIDTH)
+    return _LABEL_LIKE.sub(lambda m: m[0] if m[1].isdigit() else f"\uff08{m[1]}\uff09", text)
+
+
+def _as_data(value: Any) -> Any:
+    """Jinja's `finalize`: every value a template prints (not the template's own text) is prompt_text."""
+    return prompt_text(value) if isinstance(value, str) else value
 
 
 class PromptError(RecagentError):
@@ -55,7 +77,7 @@ def _compiled(template: str) -> Any:
     import jinja2
 
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
-                                     autoescape=False)
+                                     autoescape=False, finalize=_as_data)
     return environment.from_string(template)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from index.collab import user_histories
 from index.dataset import Dataset, Item
-from prompts.loader import load_prompt
+from prompts.loader import load_prompt, prompt_text
 from train.jsonl import read_examples, write_examples
 
 
@@ -62,13 +62,13 @@ def catalog_text(item: Item, noun: str) -> str:
             parts.append(f"{key}: {value}.")
     if item.description:
         parts.append(item.description[:300])
-    return " ".join(parts)
+    return prompt_text(" ".join(parts))  # the catalog's text as the prompts show it
 
 
 def history_text(titles: Sequence[str], noun: str) -> str:
     """A stretch of one user's sequence, oldest first, in the words of the likelihood ranker's prompt
     (`rerank_sequence`), which then asks for the next title: "...: Heat (1995); Toy Story (1995)."."""
-    return f"{load_prompt('rerank_sequence').render(noun=noun, history=list(titles[:-1]))} {titles[-1]}."
+    return f"{load_prompt('rerank_sequence').render(noun=noun, history=list(titles[:-1]))} {prompt_text(titles[-1])}."
 
 
 def adapt_texts(train: Dataset, config: AdaptDataConfig) -> tuple[list[AdaptExample], list[AdaptExample]]:
