@@ -245,18 +245,20 @@ class ConversationAgent:
         self.record_reply(state, response.reply, [i.id for i in response.items])
         self.store.save(state)
 
-    def respond(self, conversation_id: str, message: str) -> RecommendationResponse:
+    def respond(self, conversation_id: str, message: str, without_llm: str | None = None) -> RecommendationResponse:
         with self.turn_lock(conversation_id):
             state, request = self._begin(conversation_id, message)
-            response = self.pipeline.recommend(request)
+            response = self.pipeline.recommend(request, without_llm)
             self._finish(state, response)
         return response
 
-    def stream(self, conversation_id: str, message: str) -> Iterator[ItemsEvent | DeltaEvent | DoneEvent]:
-        """One turn as events: items, reply deltas as they are written, then done (saved by then)."""
+    def stream(self, conversation_id: str, message: str, without_llm: str | None = None
+               ) -> Iterator[ItemsEvent | DeltaEvent | DoneEvent]:
+        """One turn as events: items, reply deltas as they are written, then done (saved by then).
+        `without_llm` (why) answers from the retriever alone (TurnPipeline.events)."""
         with self.turn_lock(conversation_id):
             state, request = self._begin(conversation_id, message)
-            for event in self.pipeline.events(request):
+            for event in self.pipeline.events(request, without_llm):
                 if isinstance(event, DoneEvent):
                     self._finish(state, event.response)
                 yield event

@@ -63,9 +63,33 @@ def matches(attributes: Mapping[str, Any], filters: Filters) -> bool:
     return True
 
 
+_PLAIN = (str, int, float, bool)  # what an attribute value is compared with
+
+
+def _kind(value: Any) -> str:
+    return "an object" if isinstance(value, Mapping) else "a list" if isinstance(value, list) else \
+        "null" if value is None else type(value).__name__
+
+
 def validate(filters: Filters) -> None:
-    """Raise FilterError now rather than on the first item."""
+    """Raise FilterError now rather than on the first item: also for what would silently match nothing
+    (a "$or" key, a list without an operator, an object or list inside $in)."""
     if not isinstance(filters, Mapping):
-        raise FilterError(f"filters must be an object, got {filters!r}")
+        raise FilterError(f"filters must be an object, got {_kind(filters)}")
     for key, condition in filters.items():
+        if not isinstance(key, str) or key.startswith("$"):
+            raise FilterError(f"{key!r} is not an attribute: filters map attribute names to conditions that must "
+                              f"all match (there is no $or or $and)")
+        if isinstance(condition, Mapping):
+            for op, operand in condition.items():
+                listed = op in ("$in", "$nin")
+                if op not in ("$eq", "$ne") and not (listed and isinstance(operand, list)):
+                    continue  # comparisons, $in without a list and unknown operators: matches() says what is wrong
+                odd = [v for v in (operand if listed else [operand]) if not isinstance(v, _PLAIN)]
+                if odd:
+                    raise FilterError(f"{key!r}: {op} compares with strings, numbers or booleans, not "
+                                      f"{_kind(odd[0])}")
+        elif not isinstance(condition, _PLAIN):
+            raise FilterError(f"{key!r}: a condition is a string, number or boolean, or an object of operators "
+                              f"such as {{\"$in\": [...]}}, not {_kind(condition)}")
         matches({}, {key: condition})

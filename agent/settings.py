@@ -120,6 +120,17 @@ class ApiConfig(BaseModel):
                                 "(vllm/openai: each turn mostly waits for the server, which batches them)")
     turn_wait_s: float = Field(30.0, gt=0, description="how long a message waits for its conversation's "
                                                         "previous turn before 409")
+    turn_queue_s: float = Field(
+        20.0, gt=0, description="how long an admitted turn waits for a free turn worker: one that waited longer "
+                                "is answered from the retriever without the LLM (fallback_reason says so), so "
+                                "a client that waits about a minute always gets an answer")
+    conversations_per_minute: int | None = Field(
+        300, ge=1, description="new conversations one client may start a minute, as a burst or spread out "
+                               "(a client: the bearer token when one is set, else the client address); more "
+                               "get 429 with Retry-After, so nobody can evict everyone else's conversations. "
+                               "None: no limit (a gateway in front limits instead)")
+    sse_ping_s: float = Field(15.0, gt=0, description="an idle event stream gets a keep-alive comment this "
+                                                       "often, so proxies keep it open while a turn waits")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
     shutdown_grace_s: float = Field(10.0, ge=0, description="how long SIGTERM waits for turns in progress")
 

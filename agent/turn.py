@@ -79,9 +79,13 @@ class TurnPipeline:
         seen = list(self.index.user_history(request.user)[0]) if request.user is not None else []
         return Retrieved(found, seen + list(request.history))
 
-    def rerank(self, request: TurnRequest, retrieved: Retrieved) -> tuple[list[str], bool, str | None]:
-        """The order of the pool: the LLM's for its first candidates, or the retriever's and why."""
+    def rerank(self, request: TurnRequest, retrieved: Retrieved, without_llm: str | None = None
+               ) -> tuple[list[str], bool, str | None]:
+        """The order of the pool: the LLM's for its first candidates, or the retriever's and why (`without_llm`:
+        the LLM is not to be used in this turn, for that reason)."""
         ids = [c.id for c in retrieved.candidates]
+        if without_llm is not None and (self.reranker is not None or self.replier is not None):
+            return ids, False, without_llm
         head = ids[: self.rerank_candidates]
         if self.reranker is None:
             return ids, False, None
@@ -116,9 +120,11 @@ class TurnPipeline:
 
     # the turn ----------------------------------------------------------------------------------
 
-    def events(self, request: TurnRequest) -> Iterator[ItemsEvent | DeltaEvent | DoneEvent]:
+    def events(self, request: TurnRequest, without_llm: str | None = None
+               ) -> Iterator[ItemsEvent | DeltaEvent | DoneEvent]:
+        """The turn as events; `without_llm` (why) skips the LLM steps, e.g. for a turn that queued too long."""
         timer = Timer()
-        ranked, seen = self._rank(request, timer)
+        ranked, seen = self._rank(request, timer, without_llm)
         yield ItemsEvent(items=ranked.items, fallback=ranked.problem is not None, fallback_reason=ranked.problem)
         sentences: list[str] = []
         problem = ranked.problem
@@ -134,9 +140,9 @@ class TurnPipeline:
                 yield DeltaEvent(text=line)
         yield DoneEvent(response=response)
 
-    def recommend(self, request: TurnRequest) -> RecommendationResponse:
+    def recommend(self, request: TurnRequest, without_llm: str | None = None) -> RecommendationResponse:
         timer = Timer()
-        ranked, seen = self._rank(request, timer)
+        ranked, seen = self._rank(request, timer, without_llm)
         problem = ranked.problem
         try:
             sentences = list(self.reply_sentences(request, ranked, seen))
@@ -144,10 +150,10 @@ class TurnPipeline:
             sentences, problem = [], str(exc)
         return self._response(ranked, sentences, problem, timer)
 
-    def _rank(self, request: TurnRequest, timer: Timer) -> tuple[Ranked, list[str]]:
+    def _rank(self, request: TurnRequest, timer: Timer, without_llm: str | None = None) -> tuple[Ranked, list[str]]:
         retrieved = self.retrieve(request)
         timer.mark("retrieval_s")
-        order, reranked, problem = self.rerank(request, retrieved)
+        order, reranked, problem = self.rerank(request, retrieved, without_llm)
         items = self.explain(request, retrieved, order)
         timer.mark("rerank_s")
         return Ranked(items, reranked, problem), retrieved.seen

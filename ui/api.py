@@ -1,9 +1,11 @@
 """HTTP API for support bots: thin routes over the assembled agent (no agent logic here).
 
 Bound to loopback by default; on any other address a bearer token is required. Conversation ids are
-random 128-bit values and each route touches only the conversation it names. Turns are admitted by a
-bounded gate (503 with Retry-After when it is full) and run on their own worker threads, so the cheap
-routes (health, conversations, feedback) stay responsive however many turns wait for the model.
+random 128-bit values and each route touches only the conversation it names; one client may start only
+`api.conversations_per_minute` of them (429). Turns pass a bounded gate (ui/gate.py: 503 with Retry-After
+when full; answered without the LLM after waiting `api.turn_queue_s`) and run on threads of their own, so
+the cheap routes (health, conversations, feedback) stay responsive however many turns wait for the model.
+Streamed turns are server-sent events (sse-starlette) with keep-alive pings.
 """
 
 from __future__ import annotations
@@ -11,175 +13,56 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal, TypeVar
+from functools import cache
+from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from agent.assemble import Agent
-from agent.dialogue import Feedback
+from agent.conversations import ConversationState
 from agent.events import ErrorEvent, TurnRequest, wire
 from agent.settings import ApiConfig
-from core.errors import Conflict, InvalidRequest, NotFound, Overloaded, RecagentError, Unavailable
+from core.errors import Conflict, InvalidRequest, NotFound, RecagentError, Unavailable
 from ui.auth import bearer_matches
+from ui.bodies import (
+    ChatBody,
+    ConversationId,
+    FeedbackBody,
+    MessageBody,
+    NewConversation,
+    RecommendBody,
+    check_filter_attributes,
+    plain_errors,
+)
+from ui.gate import TurnGate
+from ui.limits import BodyLimit, CreationLimit, TooManyConversations
 
-MAX_TEXT = 4000
-T = TypeVar("T")
-
-
-def _valid_unicode(value: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text contains an unpaired surrogate (not valid Unicode)") from None
-    return value
-
-
-Text = Annotated[str, AfterValidator(_valid_unicode)]
-Id = Annotated[Text, StringConstraints(max_length=200)]
-ConversationId = Annotated[str, PathParam(max_length=200)]
 # recagent's errors by type, most specific first: the API's status codes, the MCP server's error kinds
-STATUSES: list[tuple[type[RecagentError], int]] = [(NotFound, 404), (Conflict, 409), (Unavailable, 503),
-                                                   (InvalidRequest, 400), (RecagentError, 400)]
+STATUSES: list[tuple[type[RecagentError], int]] = [(NotFound, 404), (Conflict, 409), (TooManyConversations, 429),
+                                                   (Unavailable, 503), (InvalidRequest, 400), (RecagentError, 400)]
 
 
 def status_of(exc: RecagentError) -> int:
     return next(code for kind, code in STATUSES if isinstance(exc, kind))
 
 
-class RecommendBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    user: Id | None = None
-    history: list[Id] | None = Field(None, max_length=2000)
-    query: Annotated[Text, StringConstraints(max_length=MAX_TEXT)] | None = None
-    filters: dict[Id, Any] | None = None
-    k: int = Field(5, ge=1, le=50)
-
-
-class NewConversation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    user: Id | None = None
-
-
-class MessageBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    text: Annotated[Text, StringConstraints(min_length=1, max_length=MAX_TEXT)]
-    stream: bool = False
-
-
-class FeedbackBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    item_id: Id
-    kind: Feedback
-
-
-class ContentPart(BaseModel):
-    type: Literal["text"]
-    text: Annotated[Text, StringConstraints(max_length=MAX_TEXT)]
-
-
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: Annotated[Text, StringConstraints(max_length=MAX_TEXT)] | list[ContentPart] = Field(max_length=50)
-
-    def text(self) -> str:
-        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-
-
-class ChatBody(BaseModel):
-    model: Id = "recagent"
-    messages: list[ChatMessage] = Field(min_length=1, max_length=100)
-    stream: bool = False
-    user: Id | None = Field(None, description="a conversation id to continue")
-
-
-class TurnGate:
-    """Admits at most `limit` turns at once (the rest are refused, not queued) and runs their steps on
-    `workers` threads of their own."""
-
-    def __init__(self, limit: int, workers: int) -> None:
-        self.limit = limit
-        self.active = 0
-        self.limiter = anyio.CapacityLimiter(workers)
-
-    @asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
-        if self.active >= self.limit:
-            raise Overloaded(f"{self.active} turns are in progress; try again shortly", retry_after_s=2)
-        self.active += 1
-        try:
-            yield
-        finally:
-            self.active -= 1
-
-    @classmethod
-    def for_agent(cls, agent: Agent, config: ApiConfig) -> TurnGate:
-        """The gate for an agent's turns: with a served LLM its threads mostly wait, so more of them."""
-        return cls(config.max_pending_turns, config.turn_threads(agent.llm is not None and agent.settings.llm.served))
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
-
-
-def _errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    """Validation errors without the echoed input (it may not even be encodable)."""
-    return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")).encode("utf-8", "replace").decode(),
-             "type": e.get("type")} for e in exc.errors()]
-
-
-class BodyLimit:
-    """ASGI middleware: a request body over `limit` bytes gets 413 before the route sees it."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(send, self.limit)
-            return
-        seen = 0
-
-        async def counted() -> Any:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _too_large(send, self.limit)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _too_large(send: Any, limit: int) -> None:
-    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+def catalog_attributes(agent: Agent) -> frozenset[str]:
+    """The attribute names a filter may name: every one some item of the catalog has."""
+    return frozenset(key for entry in agent.index.entries.values() for key in entry.attributes)
 
 
 def create_app(agent: Agent, token: str | None = None, config: ApiConfig | None = None) -> FastAPI:
     config = config or agent.settings.api
     gate = TurnGate.for_agent(agent, config)
     dialogue = agent.conversations
+    creations = CreationLimit(config.conversations_per_minute) if config.conversations_per_minute else None
+    attributes = cache(lambda: catalog_attributes(agent))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -195,15 +78,21 @@ def create_app(agent: Agent, token: str | None = None, config: ApiConfig | None 
             raise HTTPException(status_code=401, detail="missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
+    def new_conversation(request: Request, user: str | None = None) -> ConversationState:
+        """A conversation for this client, within its creation limit (per token with one, else per address)."""
+        if creations is not None:
+            creations.take("bearer token" if token is not None else request.client.host if request.client else "?")
+        return dialogue.create(user=user)
+
     @app.exception_handler(RecagentError)
     def _mapped(request: Request, exc: RecagentError) -> JSONResponse:
-        status = status_of(exc)
-        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
-        return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)
+        retry = getattr(exc, "retry_after_s", None)
+        return JSONResponse(status_code=status_of(exc), content={"detail": str(exc)},
+                            headers={"Retry-After": str(retry)} if retry is not None else None)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": _errors(exc)})
+        return JSONResponse(status_code=422, content={"detail": plain_errors(exc.errors())})
 
     guard = [Depends(authorize)]
 
@@ -213,15 +102,17 @@ def create_app(agent: Agent, token: str | None = None, config: ApiConfig | None 
 
     @app.post("/v1/recommend", dependencies=guard)
     async def recommend(body: RecommendBody) -> dict[str, Any]:
+        if body.filters:
+            await anyio.to_thread.run_sync(check_filter_attributes, body.filters, attributes())
         request = TurnRequest(user=body.user, history=tuple(body.history or ()), query=body.query, k=body.k,
                               filters=body.filters)
-        async with gate.admit():
-            response = await gate.run(agent.pipeline.recommend, request)
+        async with gate.admit() as without_llm:
+            response = await gate.run(agent.pipeline.recommend, request, without_llm)
         return response.model_dump()
 
     @app.post("/v1/conversations", dependencies=guard, status_code=201)
-    def create(body: NewConversation) -> dict[str, Any]:
-        return dialogue.create(user=body.user).model_dump()
+    def create(body: NewConversation, request: Request) -> dict[str, Any]:
+        return new_conversation(request, body.user).model_dump()
 
     @app.get("/v1/conversations/{conversation_id}", dependencies=guard)
     def read(conversation_id: ConversationId) -> dict[str, Any]:
@@ -238,91 +129,89 @@ def create_app(agent: Agent, token: str | None = None, config: ApiConfig | None 
     async def events(conversation_id: str, text: str) -> AsyncIterator[dict[str, Any]]:
         """A turn's events as JSON, pulled from its worker thread; the gate's slot is held to the end.
         Errors before the first event propagate (real status codes); later ones become an error event."""
-        async with gate.admit():
-            iterator: Iterator[Any] = dialogue.stream(conversation_id, text)
+        async with gate.admit() as without_llm:
+            iterator: Iterator[Any] = dialogue.stream(conversation_id, text, without_llm)
             first = await gate.run(next, iterator)
-
-            async def rest() -> AsyncIterator[dict[str, Any]]:
-                try:
-                    yield wire(first)
-                    while True:
-                        try:
-                            event = await gate.run(next, iterator, None)
-                        except RecagentError as exc:
-                            yield wire(ErrorEvent(message=str(exc), status=503))
-                            return
-                        if event is None:
-                            return
-                        yield wire(event)
-                finally:
+            try:
+                yield wire(first)
+                while True:
+                    try:
+                        event = await gate.run(next, iterator, None)
+                    except RecagentError as exc:
+                        yield wire(ErrorEvent(message=str(exc), status=503))
+                        return
+                    if event is None:
+                        return
+                    yield wire(event)
+            finally:
+                with anyio.CancelScope(shield=True):  # a client that went away still ends the turn (its lock)
                     await gate.run(iterator.close)  # type: ignore[attr-defined]
 
-            async for item in rest():
-                yield item
-
-    async def sse(conversation_id: str, text: str) -> StreamingResponse:
+    async def started(conversation_id: str, text: str) -> AsyncIterator[dict[str, Any]]:
+        """The turn's events with the first one already computed: what fails before it is a status code."""
         stream = events(conversation_id, text)
-        first = await stream.__anext__()  # raises before any byte is sent: a proper status code
+        first = await stream.__anext__()
 
-        async def body() -> AsyncIterator[str]:
-            yield f"event: {first['type']}\ndata: {json.dumps(first)}\n\n"
+        async def chained() -> AsyncIterator[dict[str, Any]]:
+            yield first
             async for event in stream:
-                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+                yield event
 
-        return StreamingResponse(body(), media_type="text/event-stream")
+        return chained()
+
+    def event_stream(frames: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+        return EventSourceResponse(frames, ping=config.sse_ping_s, sep="\n")
 
     @app.post("/v1/conversations/{conversation_id}/messages", dependencies=guard, response_model=None)
     async def message(conversation_id: ConversationId, body: MessageBody, request: Request) -> Any:
         if body.stream or "text/event-stream" in request.headers.get("accept", ""):
-            return await sse(conversation_id, body.text)
-        async with gate.admit():
-            response = await gate.run(dialogue.respond, conversation_id, body.text)
+            turn = await started(conversation_id, body.text)
+
+            async def frames() -> AsyncIterator[ServerSentEvent]:
+                async for event in turn:
+                    yield ServerSentEvent(data=json.dumps(event), event=event["type"])
+
+            return event_stream(frames())
+        async with gate.admit() as without_llm:
+            response = await gate.run(dialogue.respond, conversation_id, body.text, without_llm)
         return {"conversation_id": conversation_id, **response.model_dump()}
 
     @app.post("/v1/chat/completions", dependencies=guard, response_model=None)
-    async def chat(body: ChatBody) -> Any:
+    async def chat(body: ChatBody, request: Request) -> Any:
         """OpenAI-compatible facade: the last user message is a turn of conversation `user` (or a new one)."""
         user_messages = [m.text() for m in body.messages if m.role == "user"]
         if not user_messages or not user_messages[-1].strip():
-            raise HTTPException(status_code=422, detail="the last user message must have text")
+            raise HTTPException(status_code=422, detail="messages: the last user message must have text")
         text = user_messages[-1]
         # an unknown conversation is 404, not silently a new one
-        conversation_id = dialogue.store.get(body.user).id if body.user else dialogue.create().id
+        conversation_id = dialogue.store.get(body.user).id if body.user else new_conversation(request).id
         created, completion_id = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
-        if body.stream:
-            stream = events(conversation_id, text)
-            first = await stream.__anext__()
 
-            async def chunks() -> AsyncIterator[str]:
-                async for event in _chain(first, stream):
+        def chunk(delta: dict[str, str], finish: str | None) -> str:
+            return json.dumps({"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                               "model": body.model, "conversation_id": conversation_id,
+                               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        if body.stream:
+            turn = await started(conversation_id, text)
+
+            async def frames() -> AsyncIterator[ServerSentEvent]:
+                async for event in turn:
                     if event["type"] == "delta":
-                        delta = {"content": event["text"]}
+                        yield ServerSentEvent(data=chunk({"content": event["text"]}, None))
                     elif event["type"] in ("done", "error"):
-                        delta = {}
-                    else:
-                        continue
-                    chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                             "model": body.model, "conversation_id": conversation_id,
-                             "choices": [{"index": 0, "delta": delta,
-                                          "finish_reason": "stop" if event["type"] == "done" else
-                                          "error" if event["type"] == "error" else None}]}
-                    yield f"data: {json.dumps(chunk)}\n\n"
-                yield "data: [DONE]\n\n"
-            return StreamingResponse(chunks(), media_type="text/event-stream")
-        async with gate.admit():
-            response = await gate.run(dialogue.respond, conversation_id, text)
+                        yield ServerSentEvent(data=chunk({}, "stop" if event["type"] == "done" else "error"))
+                yield ServerSentEvent(data="[DONE]")
+
+            return event_stream(frames())
+        async with gate.admit() as without_llm:
+            response = await gate.run(dialogue.respond, conversation_id, text, without_llm)
         return {"id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
                 "conversation_id": conversation_id,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": response.reply},
                              "finish_reason": "stop"}],
-                "recagent": {"items": [i.model_dump() for i in response.items], "fallback": response.fallback},
+                "recagent": {"items": [i.model_dump() for i in response.items], "fallback": response.fallback,
+                             "fallback_reason": response.fallback_reason},
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
 
     return app
-
-
-async def _chain(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    yield first
-    async for item in rest:
-        yield item
-

@@ -52,15 +52,25 @@ def test_recommend_and_errors(client: TestClient) -> None:
     assert ok.status_code == 200
     items = ok.json()["items"]
     assert len(items) == 3 and all("Action" in i["attributes"]["genres"] and i["reason"] for i in items)
-    assert client.post("/v1/recommend", json={"k": 0}).status_code == 422
-    assert client.post("/v1/recommend", json={"query": "x" * 5000}).status_code == 422
-    assert client.post("/v1/recommend", json={"wat": 1}).status_code == 422
+    for body, field in (({"k": 0}, "k"), ({"query": "x" * 5000}, "query"), ({"wat": 1}, "wat")):
+        refused = client.post("/v1/recommend", json=body)
+        assert refused.status_code == 422 and [e["field"] for e in refused.json()["detail"]] == [field], refused.text
     bad_filter = client.post("/v1/recommend", json={"filters": {"year": {"$approx": 1}}})
     assert bad_filter.status_code == 400 and "unknown filter operator" in bad_filter.json()["detail"]
     assert client.post("/v1/recommend", json={"user": "nobody"}).status_code == 404
     assert client.post("/v1/conversations", json={"user": "nobody"}).status_code == 404
     assert client.get("/v1/conversations/deadbeef").status_code == 404
-    assert "/v1/chat/completions" in client.get("/openapi.json").json()["paths"]
+    schema = client.get("/openapi.json").json()  # the published contract: every route, and the bounds it enforces
+    assert {path: set(operations) for path, operations in schema["paths"].items()} == {
+        "/health": {"get"}, "/v1/recommend": {"post"}, "/v1/conversations": {"post"},
+        "/v1/conversations/{conversation_id}": {"get", "delete"}, "/v1/conversations/{conversation_id}/feedback":
+        {"post"}, "/v1/conversations/{conversation_id}/messages": {"post"}, "/v1/chat/completions": {"post"}}
+    bodies = schema["components"]["schemas"]
+    k = bodies["RecommendBody"]["properties"]["k"]
+    assert (k["type"], k["minimum"], k["maximum"]) == ("integer", 1, 50)
+    assert all(bodies[name]["additionalProperties"] is False for name in ("RecommendBody", "MessageBody"))
+    content = bodies["ChatMessage"]["properties"]["content"]["oneOf"]
+    assert [c.get("maxLength") for c in content] == [4000, None] and content[1]["maxItems"] == 50
 
 
 def test_conversation_lifecycle_and_sse(client: TestClient) -> None:
@@ -72,7 +82,9 @@ def test_conversation_lifecycle_and_sse(client: TestClient) -> None:
     with client.stream("POST", f"/v1/conversations/{conversation}/messages",
                        json={"text": "Another one", "stream": True}) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+        lines = list(response.iter_lines())
+    events = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+    assert [line[7:] for line in lines if line.startswith("event: ")] == [e["type"] for e in events]
     assert events[0]["type"] == "items" and events[-1]["type"] == "done"
     assert disliked not in {i["id"] for i in events[0]["items"]}
     state = client.get(f"/v1/conversations/{conversation}").json()
@@ -90,6 +102,57 @@ def test_openai_facade(client: TestClient) -> None:
     assert lines[-1] == "data: [DONE]"
     text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content", "") for line in lines[:-1])
     assert text.strip()
+
+
+class HeldReply(ScriptedLLM):
+    """Writes its reply only once the test lets it: a model that is slow for as long as the test says."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
+                        adapter: str | None = None) -> Iterator[str]:
+        assert self.release.wait(timeout=120), "never released"
+        yield "[A] is a fine pick."
+
+
+def test_a_stream_gets_keep_alive_pings_while_the_model_is_slow(small_agent: Agent) -> None:
+    """Over a real server: the items come at once, then keep-alive comments while the reply is held back;
+    the reply is let through only after a ping arrived, so no timing is asserted."""
+    import uvicorn
+
+    llm = HeldReply()
+    app = create_app(fresh(small_agent, llm), config=small_agent.settings.api.model_copy(update={"sse_ping_s": 0.2}))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.1)
+    lines: list[str] = []
+    try:
+        api = RecagentClient(f"http://127.0.0.1:{port}")
+        conversation = api.new_conversation()
+        with api.http.stream("POST", f"/v1/conversations/{conversation}/messages",
+                             json={"text": "Something animated", "stream": True}) as response:
+            for line in response.iter_lines():
+                lines.append(line)
+                if line.startswith(":"):
+                    llm.release.set()
+    finally:
+        llm.release.set()
+        server.should_exit = True
+        thread.join(timeout=10)
+    kinds = [line.split(":")[0] or "comment" for line in lines if line]
+    assert kinds[:2] == ["event", "data"] and "comment" in kinds  # items first, then pings while held
+    events = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+    assert events[0]["type"] == "items" and events[-1]["type"] == "done" and events[-1]["reply_by"] == "llm"
+    assert lines.index(next(line for line in lines if line.startswith(":"))) < lines.index(
+        next(line for line in lines if line.startswith("event: delta")))
 
 
 def test_bearer_token(small_agent: Agent) -> None:

@@ -40,6 +40,7 @@ async def exercise(client: Client) -> None:
     assert (k["minimum"], k["maximum"]) == (1, 50)
     assert tools["send_message"].input_schema["required"] == ["conversation_id", "text"]
     assert set(tools["feedback"].input_schema["properties"]["kind"]["enum"]) == {"like", "dislike", "seen"}
+    assert all(tool.input_schema["additionalProperties"] is False for tool in tools.values())
 
     found = await client.call_tool("recommend", {"history": ["260", "1196"], "k": 3,
                                                  "filters": {"genres": "Action"}})
@@ -69,6 +70,11 @@ async def exercise(client: Client) -> None:
                          "unknown item"),
         "bad filter": ("recommend", {"filters": {"year": {"$approx": 1}}}, "invalid request (400)"),
         "id too long": ("conversation_state", {"conversation_id": "x" * 201}, "conversation_id"),
+        # as the HTTP API refuses them (each was accepted before)
+        "unknown argument": ("recommend", {"k": 3, "colour": "red"}, "colour"),
+        "k as a boolean": ("recommend", {"k": True}, "k"),
+        "unknown filter attribute": ("recommend", {"filters": {"colour": "red"}}, "unknown filter attribute 'colour'"),
+        "$or": ("recommend", {"filters": {"$or": [{"genres": "Comedy"}]}}, "'$or' is not an attribute"),
     }
     for case, (tool, arguments, expected) in errors.items():
         result = await client.call_tool(tool, arguments)
