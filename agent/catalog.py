@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from agent.filters import Filters, matches
 from agent.settings import NEARBY_WINDOW
 from index.collab import History, nearby_graph
+from index.files import paused_gc
 from index.store import IndexStore
 
 
@@ -33,8 +34,10 @@ class LoadedIndex:
     def __init__(self, store: IndexStore) -> None:
         self.store = store
         self.state = store.require_complete()
-        self.entries: dict[str, CatalogEntry] = {row.id: CatalogEntry(row.id, row.title, row.attributes)
-                                                 for row in store.catalog()}
+        rows = store.catalog()
+        with paused_gc():  # a million entries: see index.files.paused_gc
+            self.entries: dict[str, CatalogEntry] = {row.id: CatalogEntry(row.id, row.title, row.attributes)
+                                                     for row in rows}
         graph = store.collab_graph()
         self.ids: list[str] = graph.ids
         self.position = {item_id: i for i, item_id in enumerate(self.ids)}

@@ -13,11 +13,13 @@ missing or differs from the digest, naming the repair ('recagent index build').
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import itertools
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -49,6 +51,19 @@ class CollabGraph:
     query_vectors: np.ndarray  # float32 (len(ids), r), row k for ids[k]
     cooccurrence: sp.csr_matrix
     transitions: sp.csr_matrix
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a million small objects are made: its passes over them took longer
+    than making them (a 1M-item catalog's attributes: 7.4 s parsed with it, 0.6 s without)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def local_folder(client: Any, namespace: str) -> Path | None:
@@ -162,8 +177,11 @@ class IndexFiles:
         import pyarrow.parquet as pq
 
         table = pq.read_table(self.folder / CATALOG)
-        columns = [table.column(name).to_pylist() for name in ("id", "title", "attributes", "content_hash")]
-        return [CatalogRow(i, t, json.loads(a), h) for i, t, a, h in zip(*columns, strict=True)]
+        ids, titles, attributes, hashes = (table.column(name).to_pylist()
+                                           for name in ("id", "title", "attributes", "content_hash"))
+        with paused_gc():
+            parsed = json.loads(f"[{','.join(attributes)}]")  # one parse: a tenth of the time of one per item
+            return [CatalogRow(*row) for row in zip(ids, titles, parsed, hashes, strict=True)]
 
     def load_collab(self) -> CollabGraph:
         """The graph files without the digest check (read_collab checks first)."""
