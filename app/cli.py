@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_adapt_flags(p)
 
     p = add("bench", cmd_bench, "benchmarks; print JSON")
-    p.add_argument("what", choices=["index", "retrieval", "eval", "rerank", "turn", "scale"])
+    p.add_argument("what", choices=["index", "retrieval", "eval", "rerank", "turn", "scale", "health"])
     p.add_argument("--repeats", type=int, default=200, help="queries for the retrieval benchmark")
     p.add_argument("--lists", type=int, default=8, help="candidate lists for the rerank benchmark")
     p.add_argument("--max-tokens", type=int, default=240, help="generation length for the rerank yardstick")
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "stopped midway in --workdir instead of "
                                                                   "starting it again (its figures are then "
                                                                   "those of the last part)")
-    p.add_argument("--levels", default="1,4,16", help="concurrency levels for the turn benchmark")
+    p.add_argument("--levels", default="1,4,16", help="concurrency levels for the turn and health benchmarks")
     p.add_argument("--api-processes", help="turn benchmark through this many `recagent serve` processes, e.g. "
                                            "1,2 (a vLLM server, a Chroma server and one conversation database)")
     llm_flags(p)

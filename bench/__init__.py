@@ -8,6 +8,7 @@ from typing import Any
 
 from agent.settings import Settings
 from bench.eval_bench import bench_eval
+from bench.health_bench import bench_health
 from bench.index_bench import bench_index
 from bench.rerank_bench import bench_rerank
 from bench.retrieval_bench import bench_retrieval
@@ -21,4 +22,5 @@ BENCHMARKS: dict[str, Callable[[Settings, argparse.Namespace], dict[str, Any]]] 
     "rerank": bench_rerank,
     "turn": bench_turn,
     "scale": bench_scale,
+    "health": bench_health,
 }

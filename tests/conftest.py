@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import os
 import shutil
 import subprocess
@@ -108,6 +109,26 @@ def small_index(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, 
 
 
 @pytest.fixture(scope="session")
+def small_eval_index(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    """A Chroma folder with the evaluation index of movies-small's loo training part ('movies-small-loo', what
+    eval.harness.prepare builds for loo and candidates20), built once per session. Preparing writes the build
+    state even when nothing changed, so a test prepares on its own `copy_index` of this folder."""
+    from eval.protocols import leave_one_out
+    from index.loaders import load_dataset
+
+    settings = make_settings(small_data_dir, tmp_path_factory.mktemp("eval-small") / "chroma")
+    split = leave_one_out(load_dataset("movies-small", small_data_dir))
+    index_dataset(settings, split.train, embedder, progress=False, purpose="eval")
+    return settings.index.path
+
+
+def copy_index(built: Path, dest: Path) -> Path:
+    """A copy of a built Chroma folder at `dest`, to prepare or build on: a file copy, no embedding."""
+    shutil.copytree(built, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
 def small_agent(small_index: Settings, embedder: Embedder) -> Agent:
     """The agent over movies-small, assembled by the composition root, without an LLM."""
     return build_agent(small_index, "movies-small", llm=None, embedder=embedder)
@@ -148,6 +169,14 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexCon
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium for Playwright (Playwright's own browser download fails here)."""
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    assert os.path.exists(path), "install Debian's chromium (make test does)"
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -220,10 +249,65 @@ def _needs_vllm(item: pytest.Item) -> bool:
     return "vllm_config" in getattr(item, "fixturenames", ())
 
 
+FIXTURE_MARKERS = {  # a fixture anywhere in a test's closure -> the marker the test gets (pyproject's list)
+    "model_folder": "llm", "transformers_llm": "llm",
+    "vllm_config": "vllm",
+    "postgres_url": "postgres",
+    "chroma_server": "server",
+    "chromium": "browser",
+    "eval_chroma_path": "slow",  # the evaluation index of the whole ml-latest-small, then a full evaluation
+}
+DIRECT_USES = {  # what a test (or a fixture of its module) may do without those fixtures: caught all the same
+    "sync_playwright": "browser", "TransformersLLM(": "llm", "load_base(": "llm", "LoraTrainer(": "llm",
+    '"--llm-backend", "transformers"': "llm",
+}
+
+
+def _source(function: object) -> str:
+    try:
+        return inspect.getsource(function)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""
+
+
+def markers_for(item: pytest.Item) -> set[str]:
+    """The markers a test needs: from the fixtures it uses, and from what its own code and its module's
+    fixtures do directly (a Playwright browser, the model loaded by hand or by a command it starts)."""
+    found = {FIXTURE_MARKERS[name] for name in getattr(item, "fixturenames", ()) if name in FIXTURE_MARKERS}
+    module = item.nodeid.split("::")[0]
+    info = getattr(item, "_fixtureinfo", None)
+    local = [d.func for defs in (info.name2fixturedefs.values() if info else ()) for d in defs if d.baseid == module]
+    text = "\n".join(_source(f) for f in [getattr(item, "function", None), *local])
+    found |= {marker for needle, marker in DIRECT_USES.items() if needle in text}
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "postgresql" in callspec.params.values():
+        found.add("postgres")  # tests/agent/test_store.py's `url` asks for postgres_url by name in this case
+    return found
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests that need the vLLM server run last (in their usual order), so that its start-up overlaps the
+    """Each test gets the markers of what it needs (`markers_for`; `make test-fast` leaves those out). The
+    tests that need the vLLM server run last (in their usual order), so that its start-up overlaps the
     others; the sort is stable and no test depends on another's order."""
+    for item in items:
+        for marker in sorted(markers_for(item) - {m.name for m in item.iter_markers()}):
+            item.add_marker(marker)
     items.sort(key=_needs_vllm)
+
+
+@pytest.fixture(autouse=True)
+def _default_model_only_with_the_llm_marker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test without the llm marker that reaches for the default model in this process fails at once (on a
+    fresh machine that is a minute of conversion inside `make test-fast`); commands it starts are not seen."""
+    if request.node.get_closest_marker("llm") is None:
+        import agent.llm.model_files
+
+        def refuse(*args: object, **kwargs: object) -> Path:
+            raise AssertionError(f"{request.node.nodeid} loads the default model: ask for the model_folder "
+                                 "fixture, which marks it llm")
+
+        monkeypatch.setattr(agent.llm.model_files, "default_model_folder", refuse)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -1,31 +1,70 @@
-"""A base for the scripted LLMs that test control flow: a subclass writes `complete`; the rest ranks in
-the retriever's order (the first label or continuation best), streams the completion in one piece and has no chat."""
+"""The one scripted LLM of the tests, for control flow only (the real model is tests/conftest.py's
+`transformers_llm`): it replays queued completions and scores labels and continuations in a fixed order.
+
+A subclass that writes its own `complete` keeps the rest: ranking, streaming four characters at a time, no chat.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from agent.llm.base import Message
 
+Scores = Callable[[Sequence[str]], dict[str, float]]
+
 
 class ScriptedLLM:
+    """`replies` are returned in turn (the last one again once the others are used); an exception among them
+    is raised in its turn. `scores` is a function of the labels or an exception to raise from every scoring
+    call; without it the labels and continuations are scored in the retriever's order (the first best), or
+    the reverse with `reverse=True`. The prompts and prefixes it was given are kept for the test to read."""
+
     name = "scripted"
+
+    def __init__(self, replies: Sequence[str | Exception] = (), scores: Scores | Exception | None = None,
+                 reverse: bool = False) -> None:
+        self.replies = list(replies)
+        self.scores = scores
+        self.reverse = reverse
+        self.prompts: list[str] = []
+        self.prefixes: list[str] = []
+
+    def _rank(self, count: int) -> list[float]:
+        """A score per position: the first best, or the last with `reverse`."""
+        return [float(i) - count if self.reverse else -float(i) for i in range(count)]
 
     def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
                  adapter: str | None = None) -> list[str]:
-        raise NotImplementedError
+        self.prompts += prompts
+        assert self.replies, "the scripted LLM was asked to write but has no replies"
+        out = []
+        for _ in prompts:
+            reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+            if isinstance(reply, Exception):
+                raise reply
+            out.append(reply)
+        return out
 
     def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],
                        adapter: str | None = None) -> list[dict[str, float]]:
-        return [{label: -float(i) for i, label in enumerate(labels)} for _ in prompts]
+        if isinstance(self.scores, Exception):
+            raise self.scores
+        if self.scores is not None:
+            return [self.scores(labels) for _ in prompts]
+        return [dict(zip(labels, self._rank(len(labels)), strict=True)) for _ in prompts]
 
     def continuation_logprobs(self, prefix: str, continuations: Sequence[str],
                               adapter: str | None = None) -> list[tuple[float, int]]:
-        return [(-float(i), 1) for i, _ in enumerate(continuations)]
+        self.prefixes.append(prefix)
+        if isinstance(self.scores, Exception):
+            raise self.scores
+        return [(score, 1) for score in self._rank(len(continuations))]
 
     def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
                         adapter: str | None = None) -> Iterator[str]:
-        yield from self.complete([prompt])
+        text = self.complete([prompt], max_tokens, stop, adapter)[0]
+        for start in range(0, len(text), 4):  # four characters at a time, like tokens
+            yield text[start:start + 4]
 
     def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
         yield from ()

@@ -104,6 +104,7 @@ def lastfm_agent(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory,
     return build_agent(settings, llm=None, embedder=embedder)
 
 
+@pytest.mark.slow  # the lastfm_agent index: 1,500 artists embedded, about 35 CPU seconds
 def test_music_catalog_constraints_come_from_its_tags(lastfm_agent: Agent) -> None:
     dialogue = lastfm_agent.conversations
     state = dialogue.create()
@@ -119,6 +120,7 @@ def test_music_catalog_constraints_come_from_its_tags(lastfm_agent: Agent) -> No
     assert reply.items[0].id != radiohead
 
 
+@pytest.mark.slow  # the lastfm_agent index
 def test_movie_words_constrain_nothing_on_a_music_catalog(lastfm_agent: Agent) -> None:
     """Movie genres are no attribute of this catalog: whatever the words match are its own tag values,
     so the filter never rules out every item."""

@@ -45,6 +45,7 @@ class EchoLLM(ScriptedLLM):
     name = "echo"
 
     def __init__(self, message: str) -> None:
+        super().__init__()
         self.message = message
 
     def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),

@@ -220,10 +220,12 @@ def test_serve_command_accepts_lora(model_folder: Any) -> None:
 
 def test_serve_command_sizes_lora_buffers_by_the_adapters_ranks(tmp_path: Path) -> None:
     """The shipped adapters are r=8: the server is started with --max-lora-rank 8, not the default 16; a
-    rank vLLM does not offer rounds up to one it does, and an explicit rank wins."""
+    rank vLLM does not offer rounds up to one it does, and an explicit rank wins. (A model folder of its own:
+    the default one would be converted from the GGUF first, and the model is not what is tested here.)"""
+    model = str(tmp_path / "model")
     shipped = [f"{name}={folder}" for name, folder in shipped_adapters().items() if name in ("adapt", "rerank")]
     assert lora_rank(shipped) == 8
-    command = server_command(ServeOptions(lora_modules=shipped))
+    command = server_command(ServeOptions(model=model, lora_modules=shipped))
     start = command.index("--enable-lora")
     assert command[start:start + 6] == ["--enable-lora", "--max-lora-rank", "8", "--max-loras", "2", "--lora-modules"]
     wide = tmp_path / "wide"
@@ -231,7 +233,7 @@ def test_serve_command_sizes_lora_buffers_by_the_adapters_ranks(tmp_path: Path) 
     (wide / "adapter_config.json").write_text(json.dumps({"r": 8, "rank_pattern": {"q_proj": 24}}))
     assert lora_rank([*shipped, f"wide={wide}"]) == 32
     assert lora_rank([f"bad={tmp_path}"]) == 16
-    command = server_command(ServeOptions(lora_modules=shipped, max_lora_rank=64))
+    command = server_command(ServeOptions(model=model, lora_modules=shipped, max_lora_rank=64))
     assert command[command.index("--max-lora-rank") + 1] == "64"
 
 

@@ -3,65 +3,19 @@ the real default LLM checks the happy path end to end."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from scripted_llm import ScriptedLLM
 
 from agent.assemble import Agent
 from agent.events import DeltaEvent, DoneEvent, ItemsEvent, RecommendationResponse, TurnRequest
-from agent.llm.base import LLMConfig, LLMError, LLMUnavailable, Message
+from agent.llm.base import LLMConfig, LLMError, LLMUnavailable
 from agent.respond import clean_reply
 from conftest import agent_with_llm, free_port
 
 STAR_WARS = ["260", "1196"]
-
-
-class ScriptedLLM:
-    """Replays queued completions; label scores come from a function or an exception (continuation scores
-    prefer the last candidate, or raise that exception)."""
-
-    name = "scripted"
-
-    def __init__(self, replies: Sequence[str] = (), scores: Any = None) -> None:
-        self.replies = list(replies)
-        self.scores = scores
-        self.prompts: list[str] = []
-        self.prefixes: list[str] = []
-
-    def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
-                 adapter: str | None = None) -> list[str]:
-        self.prompts += prompts
-        if isinstance(self.replies[0], Exception):
-            raise self.replies.pop(0)
-        return [self.replies.pop(0) if len(self.replies) > 1 else self.replies[0] for _ in prompts]
-
-    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],
-                       adapter: str | None = None) -> list[dict[str, float]]:
-        if isinstance(self.scores, Exception):
-            raise self.scores
-        if self.scores is None:  # prefers the last label: the reverse of the retriever's order
-            return [{label: float(i) - 30 for i, label in enumerate(labels)} for _ in prompts]
-        return [self.scores(labels) for _ in prompts]
-
-    def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
-                        adapter: str | None = None) -> Iterator[str]:
-        text = self.complete([prompt])[0]
-        for start in range(0, len(text), 4):  # four characters at a time, like tokens
-            yield text[start:start + 4]
-
-    def continuation_logprobs(self, prefix: str, continuations: Sequence[str],
-                              adapter: str | None = None) -> list[tuple[float, int]]:
-        self.prefixes.append(prefix)
-        if isinstance(self.scores, Exception):
-            raise self.scores
-        return [(float(i) - 30, 1) for i, _ in enumerate(continuations)]  # prefers the last: the reverse
-
-    def stream_chat(self, messages: Sequence[Message], max_tokens: int = 256) -> Iterator[str]:
-        yield from ()
-
-    def close(self) -> None:
-        pass
 
 
 def _recommend(agent: Agent, llm: Any, **request: Any) -> RecommendationResponse:
@@ -78,7 +32,7 @@ def test_without_llm_is_grounded_and_templated(small_agent: Agent) -> None:
 
 
 def test_llm_reorders_and_a_grounded_reply_is_kept(small_agent: Agent) -> None:
-    llm = ScriptedLLM(["[A] is a classic. [B] has the same spirit. [C] rounds it off."])
+    llm = ScriptedLLM(["[A] is a classic. [B] has the same spirit. [C] rounds it off."], reverse=True)
     plain = _recommend(small_agent, None, history=tuple(STAR_WARS), k=3)
     response = _recommend(small_agent, llm, history=tuple(STAR_WARS), k=3)
     assert response.reranked_by == "llm" and response.reply_by == "llm" and not response.fallback
@@ -145,7 +99,8 @@ def test_real_llm_recommendation_is_grounded(small_agent: Agent, transformers_ll
     agent = agent_with_llm(small_agent, transformers_llm)
     candidates = {c.id for c in agent.recommender.candidates(history=STAR_WARS, k=20)}
     response = agent.pipeline.recommend(TurnRequest(history=tuple(STAR_WARS), k=3))
-    assert response.reranked_by == "llm"
+    assert response.reranked_by == "llm" and response.reply_by == "llm" and not response.fallback, response
+    assert any(item.title in response.reply for item in response.items), response.reply  # the LLM wrote about them
     assert {i.id for i in response.items} <= candidates
     catalog = [e.title for e in agent.index.entries.values()]
     named = {t for t in catalog if t in response.reply}
@@ -198,7 +153,7 @@ def test_likelihood_ranking_control_flow(small_agent: Agent) -> None:
     from agent.settings import RerankConfig
 
     likelihood = RerankConfig(method="likelihood")
-    llm = ScriptedLLM(["[A] is a classic."])
+    llm = ScriptedLLM(["[A] is a classic."], reverse=True)
     agent = agent_with_llm(small_agent, llm, rerank=likelihood)
     assert isinstance(agent.reranker, LikelihoodReranker) and agent.prompts["rerank"] == "rerank_sequence.v1"
     plain = _recommend(small_agent, None, history=tuple(STAR_WARS), k=20)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 
 STOP_MIDWAY = """
 import sys
@@ -34,6 +35,7 @@ def _bench(workdir: Path, *extra: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.slow  # two builds of a 1,000-item catalog, each in a process of its own: about 100 CPU seconds
 def test_scale_bench_measures_and_resumes_a_stopped_build(tmp_path: Path) -> None:
     config = tmp_path / "recagent.toml"  # reaches the build's own process too, not only the query side
     config.write_text("[index.hnsw]\nmax_neighbors = 24\nef_search = 300\n")

@@ -16,6 +16,7 @@ from eval.llm_cache import CachedLLM
 
 class CountingLLM(ScriptedLLM):
     def __init__(self) -> None:
+        super().__init__()
         self.answered: list[str] = []
         self.running = 0
         self.most_at_once = 0

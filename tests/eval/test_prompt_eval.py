@@ -13,16 +13,17 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, copy_index
 from prompts.loader import load_prompt
 
 TEST_PROMPTS = Path(__file__).resolve().parent / "prompts"
 
 
 @pytest.fixture(scope="module")
-def run_prompts(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, model_folder: Path) -> Any:
+def run_prompts(small_data_dir: Path, small_eval_index: Path, tmp_path_factory: pytest.TempPathFactory,
+                model_folder: Path) -> Any:
     runs = tmp_path_factory.mktemp("runs")
-    chroma = tmp_path_factory.mktemp("prompt-eval-chroma")
+    chroma = copy_index(small_eval_index, tmp_path_factory.mktemp("prompt-eval") / "chroma")
 
     def run(variants: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "app.cli", "eval", "prompts", "--dataset", "movies-small", "--protocol",

@@ -4,8 +4,6 @@ data or split are refused for comparison; tuned settings land where they are use
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,6 @@ from conftest import make_settings
 from core.errors import InvalidRequest, SettingsError
 from eval.plots import PLOTS
 from eval.report import compare_runs, write_run
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def units() -> list[dict[str, Any]]:
@@ -38,7 +34,7 @@ def result(**changes: Any) -> dict[str, Any]:
             "data_hash": "abc", "git_commit": "x", "settings": {"k": 1}, **changes}
 
 
-def test_report_renders_every_plot_offline(tmp_path: Path) -> None:
+def test_report_renders_every_plot_offline(tmp_path: Path, chromium: str) -> None:
     from playwright.sync_api import sync_playwright
 
     folder = write_run(result(), units(), units(), tmp_path, prompts={"rerank_listwise.v3": "Answer: ("})
@@ -52,9 +48,8 @@ def test_report_renders_every_plot_offline(tmp_path: Path) -> None:
     assert "| flip | 6 |" in (folder / "summary.md").read_text()
     html = (folder / "report.html").read_text()
     assert "<script src=" not in html  # plotly's JS is inlined: the page opens without a network
-    assert os.path.exists(CHROMIUM), "install Debian's chromium (make test does)"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        browser = playwright.chromium.launch(executable_path=chromium, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:
             page = browser.new_page()

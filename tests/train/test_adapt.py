@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agent.settings import Settings
-from conftest import make_settings
+from conftest import copy_index, make_settings
 from core.hardware import native_bfloat16
 from eval.protocols import leave_one_out
 from index.loaders import load_dataset
@@ -51,12 +51,14 @@ def _loss(task: CausalTextTask, model: object, texts: list) -> float:  # type: i
         return float(task.loss(model, texts))
 
 
+@pytest.mark.slow  # a tiny training run on the real model, then its ranker validation
 def test_tiny_adapt_run_writes_an_adapter_a_task_starts_from(model_folder: Path, small_data_dir: Path,
-                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+                                                            small_eval_index: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from train.run import AdaptRun, run_adapt
 
     monkeypatch.chdir(tmp_path)  # the run caches its texts under ./var
-    settings: Settings = make_settings(small_data_dir, tmp_path / "chroma")
+    settings: Settings = make_settings(small_data_dir, copy_index(small_eval_index, tmp_path / "chroma"))
     tiny = TrainSettings(lr=5e-3, micro_batch=2, grad_accum=1, max_steps=3, eval_every=3, patience=5, seed=0,
                          lora=LoraSettings(r=2, alpha=8, targets=("q_proj", "v_proj")))
     run = AdaptRun(dataset="movies-small", out=tmp_path / "adapt", train=tiny,

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.assemble import Agent, index_dataset
+from agent.assemble import Agent
+from conftest import make_settings
 from core.errors import SettingsError
 from core.labels import LABELS
 from eval.protocols import leave_one_out
@@ -49,6 +50,7 @@ def _scores(task: LabelTask, model: Any, examples: list[LabelExample]) -> np.nda
         return task.label_logits(model, [e.prompt for e in examples]).numpy()[:, :4]
 
 
+@pytest.mark.slow  # four tiny training runs on the real model
 def test_tiny_run_changes_saves_reloads_and_resumes(model_folder: Path, tmp_path: Path) -> None:
     examples = _examples()
     trainer: LoraTrainer[LabelExample] = LoraTrainer(str(model_folder), LabelTask, TINY, tmp_path / "a", "ndcg@10",
@@ -99,6 +101,7 @@ def test_tiny_run_changes_saves_reloads_and_resumes(model_folder: Path, tmp_path
     assert np.allclose(_scores(task, fourth.model, examples), after, atol=1e-4)
 
 
+@pytest.mark.slow  # a tiny training run on the real model
 def test_likelihood_objective_scores_as_the_agent_and_learns_the_answer(model_folder: Path, tmp_path: Path) -> None:
     """`--objective likelihood`: before training the task's scores are the in-process backend's mean title
     log-probabilities (what `LikelihoodReranker` ranks by); a few steps raise the answer above the others."""
@@ -157,16 +160,17 @@ def test_a_checkpoint_of_other_settings_is_refused(model_folder: Path, tmp_path:
             examples, lambda model: {"ndcg@10": 0.0}, progress=False)
 
 
+@pytest.mark.slow  # training examples from two fold indexes, each built from scratch: about 27 CPU seconds
 def test_rerank_examples_come_from_training_prefixes_only(small_agent: Agent, small_data_dir: Path,
-                                                         embedder: Embedder) -> None:
+                                                         embedder: Embedder, tmp_path: Path) -> None:
     """Every example is a prefix of a user's training sequence (never the validation or test item), hard
     lists come from a retriever fitted without that user's fold, and the answer's slot is right."""
     dataset = load_dataset("movies-small", small_data_dir)
     split = leave_one_out(dataset)
-    index_dataset(small_agent.settings, split.train, embedder, progress=False, purpose="eval")
+    settings = make_settings(small_data_dir, tmp_path / "chroma")  # the fold indexes, not in the shared folder
     config = RerankDataConfig(negatives="mix", examples=40, per_user=3, folds=2, request_fraction=0.5, seed=3)
     template = load_prompt("rerank_listwise", 3)
-    examples = training_examples(small_agent.settings, split, template, config, embedder, progress=False)
+    examples = training_examples(settings, split, template, config, embedder, progress=False)
     assert len(examples) == 40 and {e.kind for e in examples} == {"hard", "random"}
     held_out = {(c.user, c.target) for c in [*split.validation, *split.test]}
     train_items: dict[str, set[str]] = {}
@@ -184,7 +188,7 @@ def test_rerank_examples_come_from_training_prefixes_only(small_agent: Agent, sm
 
     # the likelihood objective's lists from the same prefixes, cut to 8 candidates (the answer always kept)
     sequence = load_prompt("rerank_sequence", 1)
-    short = training_examples(small_agent.settings, split, sequence, replace(config, list_size=8), embedder,
+    short = training_examples(settings, split, sequence, replace(config, list_size=8), embedder,
                               progress=False)
     assert len(short) == 40 and {e.kind for e in short} == {"hard", "random"}
     for s in short:
