@@ -1,8 +1,8 @@
 """A conversation with the recommender: typed state per conversation, updated turn by turn.
 
-A turn reads the message and updates the state: liked and disliked items ("I loved X", "I hated Y"),
-titles the user writes (resolved to catalog items), constraints on the catalog's own attributes
-(agent.understanding) and years. It then runs the turn pipeline with that state and the user's stored
+A turn reads the message into an Intent (agent.intent: liked, disliked, seen and referred-to items,
+constraints on the catalog's own attributes with their logic, years, the residual text) and updates the
+state from it alone. It then runs the turn pipeline with that state and the user's stored
 history, and saves the finished turn before its last event is sent. Turns of one conversation run one
 at a time, also across processes sharing the store; a message that finds its conversation busy for too
 long gets Conflict. Feedback (like,
@@ -11,8 +11,6 @@ dislike, seen) updates the state; a disliked or seen item never comes back in th
 
 from __future__ import annotations
 
-import difflib
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -21,77 +19,28 @@ from typing import Literal
 
 from agent.conversations import ConversationState, ConversationStore, Turn
 from agent.events import DeltaEvent, DoneEvent, ItemsEvent, RecommendationResponse, TurnRequest
+from agent.intent import Intent, IntentReader, ReadContext, RulesReader, apply_intent
 from agent.linear_ranker import warm_linear
 from agent.recommender import Recommender
 from agent.turn import TurnPipeline
-from agent.understanding import CatalogVocabulary
+from agent.understanding import CatalogVocabulary, TitleResolver, title_key
 from core.errors import Conflict, UnknownItem
 
 Feedback = Literal["like", "dislike", "seen"]
-
-_LIKED = re.compile(r"\b(?:i (?:loved|liked|enjoyed|adore)|loved|liked)\s+(.+?)(?:[.!?;]|$| but )",
-                    re.IGNORECASE)
-_DISLIKED = re.compile(r"\b(?:i (?:hated|disliked|didn't like|did not like)|hated)\s+(.+?)(?:[.!?;]|$| but )",
-                       re.IGNORECASE)
-_LIST_SPLIT = re.compile(r",\s*(?:and\s+)?|\s+and\s+", re.IGNORECASE)
-
-
-def title_key(title: str) -> str:
-    title = re.sub(r"\(\d{4}\)\s*$", "", title).strip()
-    title = re.sub(r"^(.*), (The|A|An)$", r"\2 \1", title)  # "Matrix, The" -> "The Matrix"
-    return re.sub(r"[^a-z0-9]+", " ", title.lower()).strip()
-
-
-class TitleResolver:
-    """Finds catalog items in free text: exact title words first, then fuzzy, then the embedding."""
-
-    def __init__(self, recommender: Recommender) -> None:
-        self.recommender = recommender
-        self.by_key: dict[str, str] = {}
-        for item_id, entry in recommender.index.entries.items():
-            k = title_key(entry.title)
-            if len(k) >= 3:
-                self.by_key.setdefault(k, item_id)  # the first (lowest id) wins for remakes
-
-    def resolve(self, phrase: str) -> str | None:
-        k = title_key(phrase)
-        if not k:
-            return None
-        if k in self.by_key:
-            return self.by_key[k]
-        close = difflib.get_close_matches(k, list(self.by_key), n=1, cutoff=0.85)
-        if close:
-            return self.by_key[close[0]]
-        found = self.recommender.candidates(query=phrase, k=1, ranker="text", exclude_seen=False)
-        if found and found[0].score >= 0.75:
-            return found[0].id
-        return None
-
-    def mentioned(self, text: str) -> list[tuple[str, str]]:
-        """(item id, the words as written) for catalog titles in the text. A title must start with a
-        capital letter where it is written, so everyday words that are also titles ("nothing", "up")
-        are not taken for items."""
-        lowered = f" {title_key(text)} "
-        hits = []
-        for k, item_id in self.by_key.items():
-            if len(k) < 4 or f" {k} " not in lowered:
-                continue
-            words = r"\W+".join(re.escape(w) for w in k.split())
-            match = re.search(rf"\b{words}\b", text, re.IGNORECASE)
-            if match and match.group(0)[0].isupper():
-                hits.append((item_id, match.group(0)))
-        return list({item_id: (item_id, span) for item_id, span in hits}.values())
+__all__ = ["ConversationAgent", "Feedback", "TitleResolver", "title_key"]
 
 
 class ConversationAgent:
     """Runs turns over a TurnPipeline and a ConversationStore."""
 
     def __init__(self, pipeline: TurnPipeline, store: ConversationStore,
-                 vocabulary: CatalogVocabulary | None = None, k: int = 5, turn_wait_s: float = 30.0) -> None:
+                 vocabulary: CatalogVocabulary | None = None, k: int = 5, turn_wait_s: float = 30.0,
+                 reader: IntentReader | None = None) -> None:
         self.pipeline = pipeline
         self.store = store
         self.vocabulary = vocabulary or CatalogVocabulary(pipeline.index, pipeline.recommender.context.encoder)
         self.resolver = TitleResolver(pipeline.recommender)
+        self.reader: IntentReader = reader or RulesReader(self.vocabulary, self.resolver, pipeline.index.entries)
         self.k = k
         self.turn_wait_s = turn_wait_s
         self._locks: dict[str, tuple[threading.Lock, int]] = {}  # the lock and how many hold or wait for it
@@ -149,41 +98,26 @@ class ConversationAgent:
 
     # understanding -----------------------------------------------------------------------------
 
-    def update_state(self, state: ConversationState, message: str) -> None:
-        masked: list[str] = []
-        for pattern, bucket in ((_LIKED, state.liked), (_DISLIKED, state.disliked)):
-            for match in pattern.finditer(message):
-                masked.append(match.group(1))
-                for phrase in _LIST_SPLIT.split(match.group(1)):
-                    item = self.resolver.resolve(phrase)
-                    if item and item not in bucket:
-                        bucket.append(item)
-        for item, span in self.resolver.mentioned(message):
-            masked.append(span)
-            if item not in state.mentioned and item not in state.disliked:
-                state.mentioned.append(item)
-        for constraint in self.vocabulary.constraints(message, masked):
-            add, drop = (state.exclude, state.include) if constraint.negated else (state.include, state.exclude)
-            values = add.setdefault(constraint.attribute, [])
-            if constraint.value not in values:
-                values.append(constraint.value)
-            if constraint.value in drop.get(constraint.attribute, []):
-                drop[constraint.attribute].remove(constraint.value)
-                if not drop[constraint.attribute]:
-                    del drop[constraint.attribute]
-        low, high = self.vocabulary.years(message)
-        if low is not None:
-            state.year_min = low
-        if high is not None:
-            state.year_max = high
+    def update_state(self, state: ConversationState, message: str) -> Intent:
+        """Read the message in its conversation and apply what it says; the Intent is all the state learns."""
+        intent = self.reader.read(message, ReadContext(state))
+        apply_intent(state, intent)
+        return intent
 
     def filters(self, state: ConversationState) -> dict[str, object]:
-        """The state's constraints as a retrieval filter; each value stands for its family of values."""
+        """The state's constraints as a retrieval filter: `include` as $all (each value or one of its family),
+        `include_any` as $in, `exclude` as $nin (each with its family), and the years."""
         filters: dict[str, object] = {}
-        for attribute in sorted(set(state.include) | set(state.exclude)):
-            condition: dict[str, list[str]] = {}
+        for attribute in sorted(set(state.include) | set(state.include_any) | set(state.exclude)):
+            condition: dict[str, list[str | list[str]]] = {}
             if state.include.get(attribute):
-                condition["$in"] = sorted({v for value in state.include[attribute]
+                required: list[str | list[str]] = []
+                for value in state.include[attribute]:
+                    family = self.vocabulary.family(attribute, value)
+                    required.append(family[0] if len(family) == 1 else family)
+                condition["$all"] = required
+            if state.include_any.get(attribute):
+                condition["$in"] = sorted({v for value in state.include_any[attribute]
                                            for v in self.vocabulary.family(attribute, value)})
             if state.exclude.get(attribute):
                 condition["$nin"] = sorted({v for value in state.exclude[attribute]
@@ -198,6 +132,28 @@ class ConversationAgent:
                 bounds["$lte"] = state.year_max
             filters[year] = bounds
         return filters
+
+    def fitting(self, filters: dict[str, object], exclude: set[str], k: int) -> dict[str, object]:
+        """The filters, or, when fewer than k items pass them, the least relaxed form that k items pass:
+        all-of values become one-of, then wanted values go (ruled-out values and years stay), then years."""
+        def passing(candidate: dict[str, object]) -> int:
+            allowed = self.pipeline.index.allowed(candidate)
+            return len(allowed - exclude) if allowed is not None else k
+
+        if not filters or passing(filters) >= k:
+            return filters
+        any_of = {a: ({"$in": sorted({v for x in c.pop("$all") for v in (x if isinstance(x, list) else [x])}
+                                     | set(c.get("$in", [])))} | c) if isinstance(c, dict) and "$all" in c else c
+                  for a, c in ((a, dict(c) if isinstance(c, dict) else c) for a, c in filters.items())}
+        no_wanted = {a: {op: v for op, v in c.items() if op not in ("$all", "$in")} if isinstance(c, dict) else c
+                     for a, c in filters.items()}
+        no_wanted = {a: c for a, c in no_wanted.items() if c}
+        year = self.vocabulary.year_attribute
+        no_years = {a: c for a, c in no_wanted.items() if a != year}
+        for candidate in (any_of, no_wanted, no_years):
+            if passing(candidate) >= k:
+                return candidate
+        return no_years
 
     def feedback(self, conversation_id: str, item_id: str, kind: Feedback) -> ConversationState:
         if item_id not in self.pipeline.index.entries:
@@ -214,32 +170,37 @@ class ConversationAgent:
 
     # turns -------------------------------------------------------------------------------------
 
-    def read_message(self, state: ConversationState, message: str) -> None:
+    def read_message(self, state: ConversationState, message: str) -> Intent:
         """A user message joins the conversation and updates its state."""
         state.turns.append(Turn(role="user", text=message))
-        self.update_state(state, message)
+        return self.update_state(state, message)
 
     def request(self, state: ConversationState, message: str | None, k: int | None = None) -> TurnRequest:
         """What a turn retrieves for: the items recommended so far, then the liked and mentioned ones, as the
         history (the most recent last, so the user's own weigh most; history items are not recommended
-        again), the message as the query, the state's constraints as filters, and disliked, seen and
-        mentioned items left out. Taking earlier recommendations as context lifted recall@10 on ReDial's
-        validation dialogues (README, Evaluation)."""
+        again), the latest message's residual text as the query (when `message` is that message; other text
+        as it is), the state's constraints as filters (relaxed when too few items pass), and disliked, seen and
+        mentioned items left out. Earlier recommendations are context, never liked items. Taking them as
+        context lifted recall@10 on ReDial's validation dialogues (README, Evaluation)."""
         context = dict.fromkeys([*state.recommended, *state.liked, *state.mentioned])
         history = [i for i in context if i not in state.disliked and i not in state.seen]
         exclude = [*state.disliked, *state.seen, *state.mentioned]
-        return TurnRequest(user=state.user, history=tuple(history), query=message, k=k or self.k,
-                           filters=self.filters(state) or None, exclude=tuple(exclude))
+        latest = next((t.text for t in reversed(state.turns) if t.role == "user"), None)
+        query = state.query if message is not None and message == latest else message
+        k = k or self.k
+        filters = self.fitting(self.filters(state), set(exclude) | set(history), k)
+        return TurnRequest(user=state.user, history=tuple(history), query=query, k=k,
+                           filters=filters or None, exclude=tuple(exclude))
 
     def record_reply(self, state: ConversationState, text: str, items: list[str]) -> None:
         """An assistant turn: the agent's own reply, or a human recommender's when a dialogue is replayed."""
         state.recommended.extend(i for i in items if i not in state.recommended)
         state.turns.append(Turn(role="assistant", text=text, items=list(items)))
 
-    def _begin(self, conversation_id: str, message: str) -> tuple[ConversationState, TurnRequest]:
+    def _begin(self, conversation_id: str, message: str) -> tuple[ConversationState, TurnRequest, Intent]:
         state = self.store.get(conversation_id)
-        self.read_message(state, message)
-        return state, self.request(state, message)
+        intent = self.read_message(state, message)
+        return state, self.request(state, message), intent
 
     def _finish(self, state: ConversationState, response: RecommendationResponse) -> None:
         self.record_reply(state, response.reply, [i.id for i in response.items])
@@ -247,8 +208,8 @@ class ConversationAgent:
 
     def respond(self, conversation_id: str, message: str, without_llm: str | None = None) -> RecommendationResponse:
         with self.turn_lock(conversation_id):
-            state, request = self._begin(conversation_id, message)
-            response = self.pipeline.recommend(request, without_llm)
+            state, request, intent = self._begin(conversation_id, message)
+            response = self.pipeline.recommend(request, without_llm).model_copy(update={"intent": intent})
             self._finish(state, response)
         return response
 
@@ -257,8 +218,9 @@ class ConversationAgent:
         """One turn as events: items, reply deltas as they are written, then done (saved by then).
         `without_llm` (why) answers from the retriever alone (TurnPipeline.events)."""
         with self.turn_lock(conversation_id):
-            state, request = self._begin(conversation_id, message)
+            state, request, intent = self._begin(conversation_id, message)
             for event in self.pipeline.events(request, without_llm):
                 if isinstance(event, DoneEvent):
+                    event = DoneEvent(response=event.response.model_copy(update={"intent": intent}))
                     self._finish(state, event.response)
                 yield event

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.intent import Intent
+
 
 class Recommendation(BaseModel):
     id: str
@@ -29,6 +31,7 @@ class RecommendationResponse(BaseModel):
     fallback: bool = Field(description="true when the LLM was configured but could not be used")
     fallback_reason: str | None = None
     timings: dict[str, float] = Field(default_factory=dict, description="seconds: retrieval, rerank, reply")
+    intent: Intent | None = Field(None, description="what the turn's message was read as (conversation turns)")
 
 
 class TurnRequest(BaseModel):

@@ -1,7 +1,9 @@
 """Metadata filters over catalog attributes, e.g. {"genres": "Comedy", "year": {"$gte": 1990}}.
 
 A plain value matches equal scalars and lists that contain it. Operators: $eq $ne $gt $gte $lt $lte
-$in $nin. Several keys must all match. An attribute an item lacks never matches (except under $ne/$nin).
+$in $nin $all. $all needs every listed value; a list inside it stands for any one of its values
+({"tags": {"$all": ["rock", ["metal", "death metal"]]}}). Several keys must all match. An attribute an
+item lacks never matches (except under $ne/$nin).
 """
 
 from __future__ import annotations
@@ -43,11 +45,16 @@ def _match_op(op: str, operand: Any, attribute: Any) -> bool:
             raise FilterError(f"{op} needs a list, got {operand!r}")
         hit = any(_norm(o) in values for o in operand)
         return hit if op == "$in" else not hit
+    if op == "$all":
+        if not isinstance(operand, list) or not operand:
+            raise FilterError(f"$all needs a non-empty list, got {operand!r}")
+        return all(any(_norm(o) in values for o in (wanted if isinstance(wanted, list) else [wanted]))
+                   for wanted in operand)
     if op in _COMPARE:
         if isinstance(operand, bool) or not isinstance(operand, (int, float)):
             raise FilterError(f"{op} needs a number, got {operand!r}")
         return any(isinstance(v, (int, float)) and _COMPARE[op](v, operand) for v in values)
-    raise FilterError(f"unknown filter operator {op!r} (use $eq $ne $gt $gte $lt $lte $in $nin)")
+    raise FilterError(f"unknown filter operator {op!r} (use $eq $ne $gt $gte $lt $lte $in $nin $all)")
 
 
 def matches(attributes: Mapping[str, Any], filters: Filters) -> bool:

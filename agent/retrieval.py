@@ -216,9 +216,27 @@ def fusion_weights(ctx: Context, request: Request) -> dict[str, float]:
     return weights
 
 
+QUALITY_PRIOR_HEAD = 30  # text matches a cold request's popularity prior reorders...
+QUALITY_PRIOR_WEIGHT = 1.0  # ...and its weight in the fusion (chosen by reading cold requests' results)
+
+
+def quality_prior(ctx: Context, text_ranked: Ranked) -> Ranked:
+    """The best text matches ordered by popularity among the catalog's interactions (ties by text rank): for a
+    request with a query and no history, so that what a knowledgeable person would name comes first among
+    the items whose words match, and no popular item unrelated to the words joins them."""
+    head = text_ranked[:QUALITY_PRIOR_HEAD]
+    scores = ctx.index.popularity
+    return sorted(head, key=lambda hit: -float(scores[ctx.index.position[hit[0]]]) if hit[0] in ctx.index.position
+                  else 0.0)
+
+
 def fused(ctx: Context, request: Request, n: int) -> Ranked:
     weights = fusion_weights(ctx, request)
-    ranked = reciprocal_rank_fusion(fused_lists(ctx, request, weights), weights, ctx.config.rrf_k, n)
+    lists = fused_lists(ctx, request, weights)
+    if request.query and not request.history and lists.get("text"):
+        lists["popularity"] = quality_prior(ctx, lists["text"])
+        weights["popularity"] = QUALITY_PRIOR_WEIGHT
+    ranked = reciprocal_rank_fusion(lists, weights, ctx.config.rrf_k, n)
     if len(ranked) < n:  # top up with popular items so a request never comes back short
         seen = {i for i, _ in ranked} | set(request.exclude)
         extra = popularity(ctx, Request(exclude=frozenset(seen), allowed=request.allowed), n - len(ranked))

@@ -24,13 +24,44 @@ from functools import cached_property
 import numpy as np
 
 from agent.catalog import LoadedIndex
+from agent.recommender import Recommender
 from agent.retrieval import QueryEncoder
 
-NEGATION = re.compile(r"\b(no|not|nothing|without|avoid|hate|don'?t want|except|skip|never|none)\b[^.,;!?]{0,30}$",
-                      re.IGNORECASE)
-DECADE = re.compile(r"\b(?:from the |in the )?(?:19|20)?([0-9]0)'?s\b", re.IGNORECASE)
-AFTER = re.compile(r"\b(?:after|since|newer than|from)\s+((?:18|19|20)\d\d)\b", re.IGNORECASE)
-BEFORE = re.compile(r"\b(?:before|older than|until)\s+((?:18|19|20)\d\d)\b", re.IGNORECASE)
+# A negation cue and the clause it opens: the cue negates constraint values up to the clause's end
+# (punctuation, or a word that turns to what is wanted: "no horror but a comedy", "not action, something slow").
+NEGATION = re.compile(
+    r"\b(?:no|not|nothing|without|avoid|hate[sd]?|dislike[sd]?|don'?t|do not|didn'?t|did not|doesn'?t|does not|"
+    r"can'?t stand|cannot stand|except|skip|never|none|neither|nor|less|tired of|sick of|anything but|"
+    r"everything but|all but|other than|rather than|instead of|exclude|excluding|no more|enough of)\b",
+    re.IGNORECASE)
+NOT_A_NEGATION = re.compile(r"\b(?:don'?t|do not|wouldn'?t) mind\b|\bnot only\b|\bno matter\b|"
+                            r"\bnot sure\b|\bnot too fussy\b|\bnothing but\b", re.IGNORECASE)
+CLAUSE_END = re.compile(r"[.,;!?()]|(?<!anything )(?<!everything )(?<!all )(?<!nothing )"
+                        r"\b(?:but|though|however|instead|rather|make it|give me|i want|i'?d like|"
+                        r"i prefer|prefer|looking for|something|just|only|maybe|perhaps|then)\b(?! than| of)",
+                        re.IGNORECASE)
+NEGATION_REACH = 6  # words a cue reaches forward
+YEAR = r"((?:18|19|20)\d\d)"
+_DECADE_WORDS = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,
+                 "seventies": 1970, "eighties": 1980, "nineties": 1990}
+DECADE = re.compile(r"\b(?:(early|mid|late)[ -])?(?:the )?(?:((?:19|20)[0-9]0)'?s|'?([0-9]0)'?s|("
+                    + "|".join(_DECADE_WORDS) + r"))\b", re.IGNORECASE)
+RANGE = re.compile(rf"\b(?:between|from)?\s*{YEAR}\s*(?:-|–|to|and|until|through)\s*{YEAR}\b", re.IGNORECASE)
+BEFORE = re.compile(rf"\b(?:before|older than|earlier than|prior to|pre-?)\s*{YEAR}\b", re.IGNORECASE)
+UNTIL = re.compile(rf"\b(?:until|till|up to|through|no later than|not after)\s+{YEAR}\b|"
+                   rf"\b{YEAR}\s+(?:or|and) (?:earlier|before|older)\b", re.IGNORECASE)
+AFTER = re.compile(rf"\b(?:after|later than|newer than|more recent than|post-?)\s*{YEAR}\b", re.IGNORECASE)
+SINCE = re.compile(rf"\b(?:since|starting(?: from| in)?|no earlier than|not before)\s+{YEAR}\b|"
+                   rf"\b(?:from|in)\s+{YEAR}\s+(?:on|onwards?|and later)\b|"
+                   rf"\b{YEAR}\s+(?:or|and) (?:later|after|newer|up)\b|\b{YEAR}\s+onwards?\b", re.IGNORECASE)
+IN_YEAR = re.compile(rf"\b(?:in|from|of|made in|released in|came out in|year)\s+{YEAR}\b(?!\s*(?:on|onwards?|-|to))",
+                     re.IGNORECASE)
+NEWER = re.compile(r"\b(?:more recent|newer|more modern|later ones?|less old|not as old)\b(?!\s+than\s+\d)",
+                   re.IGNORECASE)
+OLDER = re.compile(r"\b(?:older|earlier ones?|less recent|not as new|more classic)\b(?!\s+than\s+\d)",
+                   re.IGNORECASE)
+RECENT = re.compile(r"\b(?:recent|latest|new releases?|brand new)\b", re.IGNORECASE)
+RECENT_YEARS = 5  # "recent": the catalog's last this many years
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9'&+-]*")
 # Words that never name a constraint by themselves (the item noun is added per catalog).
 _STOP_TEXT = """
@@ -50,6 +81,34 @@ MIN_HINT_SUPPORT = 3  # items a hint value must be on before it stands for a con
 MIN_HINT_SHARE = 0.7  # share of those items that carry the constraint value
 EMBED_MIN = 0.62  # cosine a phrase needs to a value's name...
 EMBED_MARGIN = 0.15  # ...and its lead over the next-best value
+
+# Mood and comparative words -> (values they ask for, values they rule out), as value keys. A word applies
+# only where the catalog has such a value ("funnier" means Comedy on MovieLens, nothing on a shop without it).
+MOODS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    **dict.fromkeys(["funny", "funnier", "funniest", "hilarious", "comedic", "laugh", "humorous", "humor",
+                     "humour", "lighthearted", "light hearted"], (("comedy",), ())),
+    **dict.fromkeys(["lighter", "feel good", "feelgood", "uplifting", "cheerful", "less dark", "not so dark"],
+                    (("comedy",), ("horror",))),
+    **dict.fromkeys(["scary", "scarier", "scariest", "spooky", "spookier", "creepy", "creepier", "frightening",
+                     "terrifying", "horrifying", "horrific"], (("horror",), ())),
+    **dict.fromkeys(["kid", "kiddie", "child", "family", "family friendly", "kid friendly", "toddler",
+                     "little one", "year old"], (("children",), ())),
+    **dict.fromkeys(["animated", "cartoon", "anime", "pixar", "disney"], (("animation",), ())),
+    **dict.fromkeys(["romantic", "love story", "date night", "romcom", "rom com"], (("romance",), ())),
+    **dict.fromkeys(["scifi", "science fiction", "sci fy", "syfy", "space", "futuristic", "alien"],
+                    (("sci fi",), ())),
+    **dict.fromkeys(["action packed", "explosion", "actionpacked", "fight", "shootout"], (("action",), ())),
+    **dict.fromkeys(["suspense", "suspenseful", "thrilling", "edge of my seat", "tense"], (("thriller",), ())),
+    **dict.fromkeys(["whodunit", "whodunnit", "detective"], (("mystery",), ())),
+    **dict.fromkeys(["gangster", "mafia", "heist", "mob"], (("crime",), ())),
+    **dict.fromkeys(["cowboy"], (("western",), ())),
+    **dict.fromkeys(["doc", "docu", "true story"], (("documentary",), ())),
+    **dict.fromkeys(["wwii", "ww2", "world war", "battle"], (("war",), ())),
+    **dict.fromkeys(["magic", "wizard", "dragon", "magical"], (("fantasy",), ())),
+    **dict.fromkeys(["tearjerker", "tear jerker", "dramatic", "emotional"], (("drama",), ())),
+    **dict.fromkeys(["noir"], (("film noir",), ())),
+    **dict.fromkeys(["singing", "sing along"], (("musical",), ())),
+}
 
 
 def key(text: str) -> str:
@@ -73,7 +132,36 @@ class Constraint:
     attribute: str
     value: str
     negated: bool
-    how: str  # exact, hint, fuzzy, embedding
+    how: str  # exact, mood, hint, fuzzy, embedding
+    start: int = 0  # where the words that named it are in the message (characters)
+    end: int = 0
+
+
+def negation_start(text: str, at: int) -> int | None:
+    """Where the negation cue that reaches position `at` starts ("I don't like comedies", "nothing scary",
+    "anything but westerns"), or None: the cue must be in the same clause and at most NEGATION_REACH words back."""
+    window = text[max(0, at - 80):at]
+    offset = max(0, at - 80)
+    ends = list(CLAUSE_END.finditer(window))
+    clause_start = ends[-1].end() if ends else 0
+    clause = window[clause_start:]
+    cues = [m for m in NEGATION.finditer(clause) if not NOT_A_NEGATION.match(clause, m.start())]
+    if not cues:
+        return None
+    cue = cues[0]
+    if len(clause[cue.end():].split()) > NEGATION_REACH:
+        return None
+    return offset + clause_start + cue.start()
+
+
+@dataclass(frozen=True)
+class YearRange:
+    """Years a message asks for: bounds (inclusive), a relative wish ("newer", "older") and the words' spans."""
+
+    low: int | None = None
+    high: int | None = None
+    relative: str | None = None
+    spans: tuple[tuple[int, int], ...] = ()
 
 
 class CatalogVocabulary:
@@ -119,6 +207,8 @@ class CatalogVocabulary:
                                     if name.lower() in {"year", "release_year", "released"} or
                                     (xs and min(xs) >= 1800 and max(xs) <= 2100 and all(x == int(x) for x in xs))),
                                    None)
+        year_values = numeric.get(self.year_attribute or "", [])
+        self.latest_year: int | None = int(max(year_values)) if year_values else None
         self._embed_lock = threading.Lock()
 
     def _hint_map(self, entries: Sequence[object], values: dict[str, Counter[str]]) -> dict[str, tuple[str, str]]:
@@ -177,49 +267,76 @@ class CatalogVocabulary:
         return sorted(set(related) | {value})
 
     def constraints(self, message: str, masked: Sequence[str] = (), embed: bool = True) -> list[Constraint]:
-        """Constraint values named in the message; `masked` spans (titles the user wrote) are skipped.
-        `embed=False` keeps to exact, hint and fuzzy matches (no encoder call)."""
-        text = message
-        for span in sorted(masked, key=len, reverse=True):
-            text = re.sub(re.escape(span), " , ", text, flags=re.IGNORECASE)
-        lowered = text.lower()
-        tokens = [(m.group(0), m.start()) for m in _TOKEN.finditer(lowered)]
+        """Constraint values named in the message, with where they were named; `masked` spans (titles the user
+        wrote) are skipped. `embed=False` keeps to exact, mood, hint and fuzzy matches (no encoder call)."""
+        lowered = mask(message, masked).lower()
+        tokens = [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(lowered)]
         used = [False] * len(tokens)
         found: list[Constraint] = []
-        unmatched: list[tuple[str, int, int]] = []  # phrase, start char, token index
-        for size in (3, 2, 1):
+        unmatched: list[tuple[str, int, int]] = []  # phrase, token index, tokens
+        for size in (4, 3, 2, 1):
             for i in range(len(tokens) - size + 1):
                 if any(used[i:i + size]):
                     continue
-                phrase = " ".join(t for t, _ in tokens[i:i + size])
-                k = key(phrase)
-                hit, how = self._lookup(k, size)
-                if hit is None:
-                    if size <= 2 and k not in self._stop and all(key(t) not in self._stop for t, _ in
-                                                                  tokens[i:i + size]) and len(phrase) >= 3:
-                        unmatched.append((phrase, tokens[i][1], i))
+                phrase = " ".join(t for t, _, _ in tokens[i:i + size])
+                start, end = tokens[i][1], tokens[i + size - 1][2]
+                hits, how = self._lookup(key(phrase), size)
+                if not hits:
+                    if size <= 2 and key(phrase) not in self._stop and len(phrase) >= 3 and \
+                            all(key(t) not in self._stop for t, _, _ in tokens[i:i + size]):
+                        unmatched.append((phrase, i, size))
                     continue
                 used[i:i + size] = [True] * size
-                found.append(Constraint(hit[0], hit[1], bool(NEGATION.search(lowered[: tokens[i][1]])), how))
+                negated = negation_start(lowered, start) is not None
+                for (attribute, value), wanted in hits:
+                    if negated and not wanted:
+                        continue  # "not lighter" does not ask for horror
+                    found.append(Constraint(attribute, value, negated or not wanted, how, start, end))
         if embed and unmatched and self.encoder is not None and self._value_of:
-            for (_phrase, start, i), hit in zip(unmatched, self._embedded([p for p, _, _ in unmatched]), strict=True):
-                if hit is not None and not used[i]:
-                    used[i] = True
-                    found.append(Constraint(hit[0], hit[1], bool(NEGATION.search(lowered[:start])), "embedding"))
+            phrases = [(p, i, n) for p, i, n in unmatched if n == 1 or not any(used[i:i + n])]
+            for (_phrase, i, size), hit in zip(phrases, self._embedded([p for p, _, _ in phrases]), strict=True):
+                if hit is not None and not any(used[i:i + size]):
+                    used[i:i + size] = [True] * size
+                    start, end = tokens[i][1], tokens[i + size - 1][2]
+                    found.append(Constraint(hit[0], hit[1], negation_start(lowered, start) is not None, "embedding",
+                                            start, end))
         return list({(c.attribute, c.value, c.negated): c for c in found}.values())
 
-    def _lookup(self, k: str, size: int) -> tuple[tuple[str, str] | None, str]:
+    def is_stop(self, word: str) -> bool:
+        """Whether a word (a key) never names anything by itself here (function words, the item noun)."""
+        return word in self._stop
+
+    def unknown_moods(self, message: str) -> list[str]:
+        """Mood words in the message whose values this catalog lacks ("family" on a music catalog)."""
+        words = key(message)
+        return sorted(m for m, (wanted, unwanted) in MOODS.items() if f" {m} " in f" {words} " and
+                      not any(v in self._value_of for v in (*wanted, *unwanted)))
+
+    def _lookup(self, k: str, size: int) -> tuple[list[tuple[tuple[str, str], bool]], str]:
+        """The values a phrase names, each with whether it is wanted (False: ruled out), and how it matched."""
         if not k or k in self._stop:
-            return None, ""
+            return [], ""
         if k in self._value_of:
-            return self._value_of[k], "exact"
+            return [(self._value_of[k], True)], "exact"
+        if k in MOODS:
+            wanted, unwanted = MOODS[k]
+            hits = [(self._value_of[v], True) for v in wanted if v in self._value_of] + \
+                [(self._value_of[v], False) for v in unwanted if v in self._value_of]
+            if hits:
+                return hits, "mood"
+        if size >= 4:
+            return [], ""
         if k in self._hints:
-            return self._hints[k], "hint"
+            return [(self._hints[k], True)], "hint"
         if len(k) >= 5:
             close = difflib.get_close_matches(k, self._value_keys, n=1, cutoff=0.9)
             if close:
-                return self._value_of[close[0]], "fuzzy"
-        return None, ""
+                return [(self._value_of[close[0]], True)], "fuzzy"
+            mood = difflib.get_close_matches(k, [m for m in MOODS if len(m) >= 5], n=1, cutoff=0.9)
+            if mood:
+                hits, _ = self._lookup(mood[0], size)
+                return hits, "fuzzy"
+        return [], ""
 
     def _embedded(self, phrases: list[str]) -> list[tuple[str, str] | None]:
         assert self.encoder is not None
@@ -237,17 +354,130 @@ class CatalogVocabulary:
 
     def years(self, message: str) -> tuple[int | None, int | None]:
         """(earliest, latest) years the message asks for, when the catalog has years."""
+        found = self.year_range(message)
+        return found.low, found.high
+
+    def year_range(self, message: str, masked: Sequence[str] = ()) -> YearRange:
+        """The years a message asks for, bounds inclusive: "before 1970" ends at 1969, "after 2010" starts at
+        2011, "from the 90s" is 1990-1999, "made in 1995" is 1995 alone; "newer"/"older" are relative (to a
+        reference the caller knows). A year in parentheses belongs to a title and is not read."""
         if self.year_attribute is None:
-            return None, None
+            return YearRange()
+        text = re.sub(r"\(\s*(?:18|19|20)\d\d\s*\)", lambda m: " " * len(m.group(0)), mask(message, masked))
         low: int | None = None
         high: int | None = None
-        decade = DECADE.search(message)
-        if decade:
-            start = int(decade.group(1))
-            start += 1900 if start >= 30 else 2000
-            low, high = start, start + 9
-        if (after := AFTER.search(message)) is not None:
-            low = int(after.group(1))
-        if (before := BEFORE.search(message)) is not None:
-            high = int(before.group(1))
-        return low, high
+        spans: list[tuple[int, int]] = []
+        taken = [False] * (len(text) + 1)
+
+        def claim(match: re.Match[str]) -> bool:
+            if any(taken[match.start():match.end()]):
+                return False
+            taken[match.start():match.end()] = [True] * (match.end() - match.start())
+            spans.append((match.start(), match.end()))
+            return True
+
+        def year_of(match: re.Match[str]) -> int:
+            return int(next(g for g in match.groups() if g))
+
+        for match in RANGE.finditer(text):
+            if claim(match):
+                a, b = sorted(int(g) for g in match.groups() if g)
+                low, high = a, b
+        for match in DECADE.finditer(text):
+            if not claim(match):
+                continue
+            part, full, short, word = match.groups()
+            start = int(full) if full else _DECADE_WORDS[word.lower()] if word else int(short) + (
+                1900 if int(short) >= 30 else 2000)
+            first, last = {"early": (0, 3), "mid": (3, 6), "late": (6, 9)}.get((part or "").lower(), (0, 9))
+            low, high = start + first, start + last
+        lowered = text.lower()
+        for pattern, bound in ((BEFORE, -1), (UNTIL, 0)):
+            for match in pattern.finditer(text):
+                if claim(match):  # "nothing before 1980" starts at 1980
+                    if negation_start(lowered, match.start()) is not None:
+                        low = year_of(match) + bound + 1
+                    else:
+                        high = year_of(match) + bound
+        for pattern, bound in ((AFTER, 1), (SINCE, 0)):
+            for match in pattern.finditer(text):
+                if claim(match):
+                    if negation_start(lowered, match.start()) is not None:
+                        high = year_of(match) + bound - 1
+                    else:
+                        low = year_of(match) + bound
+        for match in IN_YEAR.finditer(text):
+            if claim(match):
+                low = high = year_of(match)
+        relative = None
+        for pattern, name in ((NEWER, "newer"), (OLDER, "older")):
+            for match in pattern.finditer(text):
+                if claim(match):
+                    relative = name
+        if relative is None and low is None and self.latest_year is not None:
+            for match in RECENT.finditer(text):
+                if claim(match):
+                    low = self.latest_year - RECENT_YEARS + 1
+        return YearRange(low, high, relative, tuple(spans))
+
+
+def mask(message: str, spans: Sequence[str]) -> str:
+    """The message with each span (a title the user wrote) blanked out, character positions kept; a comma
+    stands at the span's start so that the words around it do not join."""
+    text = message
+    for span in sorted(spans, key=len, reverse=True):
+        if span:
+            text = re.sub(re.escape(span), lambda m: "," + " " * (len(m.group(0)) - 1), text, flags=re.IGNORECASE)
+    return text
+
+
+def title_key(title: str) -> str:
+    title = re.sub(r"\(\d{4}\)\s*$", "", title).strip()
+    title = re.sub(r"^(.*), (The|A|An)$", r"\2 \1", title)  # "Matrix, The" -> "The Matrix"
+    return re.sub(r"[^a-z0-9]+", " ", title.lower()).strip()
+
+
+class TitleResolver:
+    """Finds catalog items in free text: exact title words first, then fuzzy, then the embedding."""
+
+    def __init__(self, recommender: Recommender) -> None:
+        self.recommender = recommender
+        self.by_key: dict[str, str] = {}
+        for item_id, entry in recommender.index.entries.items():
+            k = title_key(entry.title)
+            if len(k) >= 3:
+                self.by_key.setdefault(k, item_id)  # the first (lowest id) wins for remakes
+
+    def resolve(self, phrase: str, embed: bool = True) -> str | None:
+        """The item a phrase names; `embed=False` keeps to exact and fuzzy title matches."""
+        k = title_key(phrase)
+        if not k:
+            return None
+        if k in self.by_key:
+            return self.by_key[k]
+        if k.startswith("the ") and k[4:] in self.by_key:
+            return self.by_key[k[4:]]
+        close = difflib.get_close_matches(k, list(self.by_key), n=1, cutoff=0.85)
+        if close:
+            return self.by_key[close[0]]
+        if not embed:
+            return None
+        found = self.recommender.candidates(query=phrase, k=1, ranker="text", exclude_seen=False)
+        if found and found[0].score >= 0.75:
+            return found[0].id
+        return None
+
+    def mentioned(self, text: str) -> list[tuple[str, str]]:
+        """(item id, the words as written) for catalog titles in the text. A title must start with a
+        capital letter where it is written, so everyday words that are also titles ("nothing", "up")
+        are not taken for items."""
+        lowered = f" {title_key(text)} "
+        hits = []
+        for k, item_id in self.by_key.items():
+            if len(k) < 4 or f" {k} " not in lowered:
+                continue
+            words = r"\W+".join(re.escape(w) for w in k.split())
+            match = re.search(rf"\b{words}\b", text, re.IGNORECASE)
+            if match and match.group(0)[0].isupper():
+                hits.append((item_id, match.group(0)))
+        return list({item_id: (item_id, span) for item_id, span in hits}.values())

@@ -56,6 +56,14 @@ def run_command(args: argparse.Namespace) -> int:
     from eval.runs import run_protocol
 
     settings, dataset, tuned = _settings(args)
+    if args.protocol == "intents":
+        from eval.intents import intents_table, run_intents
+
+        result, folder = run_intents(settings, dataset, tuned=tuned, limit=args.limit, bootstrap=args.bootstrap,
+                                     progress=not args.quiet)
+        print(json.dumps(result) if args.format == "json" else intents_table(result))
+        print(f"report: {folder / 'report.html'}", file=sys.stderr)
+        return 0
     results, folder = run_protocol(settings, dataset, args.protocol, args.ranker, _split(args), tuned=tuned,
                                    limit=args.limit, bootstrap=args.bootstrap, dialogues=args.dialogues,
                                    progress=not args.quiet)

@@ -21,10 +21,13 @@ class ConversationState(BaseModel):
     disliked: list[str] = Field(default_factory=list)
     seen: list[str] = Field(default_factory=list)
     mentioned: list[str] = Field(default_factory=list)
-    include: dict[str, list[str]] = Field(default_factory=dict, description="attribute -> values asked for")
+    include: dict[str, list[str]] = Field(default_factory=dict, description="attribute -> values asked for (all)")
+    include_any: dict[str, list[str]] = Field(default_factory=dict,
+                                              description="attribute -> values of which an item has one")
     exclude: dict[str, list[str]] = Field(default_factory=dict, description="attribute -> values ruled out")
     year_min: int | None = None
     year_max: int | None = None
+    query: str | None = Field(None, description="the latest message's text to search by meaning")
     recommended: list[str] = Field(default_factory=list)
     turns: list[Turn] = Field(default_factory=list)
 
