@@ -24,10 +24,12 @@ from agent.linear_ranker import warm_linear
 from agent.recommender import Recommender
 from agent.turn import TurnPipeline
 from agent.understanding import CatalogVocabulary, TitleResolver, title_key
-from core.errors import Conflict, UnknownItem
+from core.errors import Conflict, InvalidRequest, NotFound, UnknownItem
 
 Feedback = Literal["like", "dislike", "seen"]
-__all__ = ["ConversationAgent", "Feedback", "TitleResolver", "title_key"]
+StateKind = Literal["liked", "disliked", "seen", "mentioned", "include", "exclude", "years"]
+STATE_KINDS: tuple[str, ...] = ("liked", "disliked", "seen", "mentioned", "include", "exclude", "years")
+__all__ = ["ConversationAgent", "Feedback", "StateKind", "TitleResolver", "title_key"]
 
 
 class ConversationAgent:
@@ -165,6 +167,41 @@ class ConversationAgent:
                 bucket.append(item_id)
             if kind == "dislike" and item_id in state.liked:
                 state.liked.remove(item_id)
+            self.store.save(state)
+        return state
+
+    def forget(self, conversation_id: str, kind: StateKind, value: str) -> ConversationState:
+        """Take one entry out of the conversation's state: an item id from liked, disliked, seen or mentioned;
+        a value from every attribute's include (and one-of) or exclude; years 'min', 'max' or 'all' (both
+        bounds). NotFound when the state has no such entry; nothing else changes."""
+        if kind not in STATE_KINDS:
+            raise InvalidRequest(f"kind must be one of {', '.join(STATE_KINDS)}, not {kind!r}")
+        with self.turn_lock(conversation_id):
+            state = self.store.get(conversation_id)
+            if kind == "years":
+                if value not in ("min", "max", "all"):
+                    raise InvalidRequest(f"years: the value must be min, max or all, not {value!r}")
+                bounds = {"min": ["year_min"], "max": ["year_max"], "all": ["year_min", "year_max"]}[value]
+                if all(getattr(state, bound) is None for bound in bounds):
+                    raise NotFound(f"the conversation has no year bound {value!r} to forget")
+                for bound in bounds:
+                    setattr(state, bound, None)
+            elif kind in ("include", "exclude"):
+                groups = [state.include, state.include_any] if kind == "include" else [state.exclude]
+                found = False
+                for group in groups:
+                    for attribute in [a for a, values in group.items() if value in values]:
+                        group[attribute] = [v for v in group[attribute] if v != value]
+                        if not group[attribute]:
+                            del group[attribute]
+                        found = True
+                if not found:
+                    raise NotFound(f"{value!r} is not among the conversation's {kind}d values")
+            else:
+                bucket: list[str] = getattr(state, kind)
+                if value not in bucket:
+                    raise NotFound(f"item {value!r} is not among the conversation's {kind} items")
+                bucket.remove(value)
             self.store.save(state)
         return state
 

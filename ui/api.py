@@ -26,6 +26,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from agent.assemble import Agent
 from agent.conversations import ConversationState
+from agent.dialogue import StateKind
 from agent.events import ErrorEvent, TurnRequest, wire
 from agent.settings import ApiConfig
 from core.errors import Conflict, InvalidRequest, NotFound, RecagentError, Unavailable
@@ -125,6 +126,11 @@ def create_app(agent: Agent, token: str | None = None, config: ApiConfig | None 
     @app.post("/v1/conversations/{conversation_id}/feedback", dependencies=guard)
     def feedback(conversation_id: ConversationId, body: FeedbackBody) -> dict[str, Any]:
         return dialogue.feedback(conversation_id, body.item_id, body.kind).model_dump()
+
+    @app.delete("/v1/conversations/{conversation_id}/state/{kind}/{value:path}", dependencies=guard)
+    def forget(conversation_id: ConversationId, kind: StateKind, value: str) -> dict[str, Any]:
+        """Take one entry out of the state (ConversationAgent.forget); the state as it is now."""
+        return dialogue.forget(conversation_id, kind, value).model_dump()
 
     async def events(conversation_id: str, text: str) -> AsyncIterator[dict[str, Any]]:
         """A turn's events as JSON, pulled from its worker thread; the gate's slot is held to the end.
