@@ -38,7 +38,7 @@ lint: install
 
 # The documentation site: --strict fails on a broken link or a missing page.
 docs: install
-	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 # Debian's Chromium drives the UI test (as root here; elsewhere install the package 'chromium' yourself).
 chromium:
