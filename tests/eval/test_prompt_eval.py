@@ -37,6 +37,7 @@ def run_prompts(small_data_dir: Path, small_eval_index: Path, tmp_path_factory: 
     return run
 
 
+@pytest.mark.slow  # two 40-user ranking evaluations of two variants each with the real model: about 16 minutes here
 def test_identical_variant_passes_and_broken_variant_fails(run_prompts: Any) -> None:
     same = run_prompts("rerank_listwise@3,rerank_listwise@901", "--limit", "40", "--fail-if-worse", "ndcg@10")
     assert same.returncode == 0, same.stderr[-3000:]
