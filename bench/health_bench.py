@@ -2,9 +2,9 @@
 same moments: what the server's own work adds to a liveness probe on this machine. tests/ui/test_load.py checks
 that /health answers under load; this says how fast.
 
-One process of its own polls both URLs alternately (a new connection each time, as a probe does), idle first
-and then while `level` turns run at once, for each of --levels. The bare endpoint is a stdlib HTTP server in
-another process: it shares the machine's load with the server but none of its work.
+One process of its own polls both URLs alternately with http.client (a new connection each time, as a probe
+does), idle first and then while `level` turns run at once, for each of --levels. The bare endpoint is a
+stdlib HTTP server in another process: it shares the machine's load with the server but none of its work.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from agent.assemble import index_named_dataset
 from agent.llm.serve import serving
 from agent.settings import Settings
 from core.processes import free_port, stop_process, wait_http
@@ -48,14 +49,21 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Ok).serve_forev
 """
 
 POLL = """
-import os, sys, time, httpx
-health, bare, out, stop = sys.argv[1], sys.argv[2], open(sys.argv[3], "w"), sys.argv[4]
+import http.client, os, sys, time
+from urllib.parse import urlsplit
+targets = [("health", urlsplit(sys.argv[1])), ("bare", urlsplit(sys.argv[2]))]
+out, stop = open(sys.argv[3], "w"), sys.argv[4]
 while not os.path.exists(stop):
-    for name, url in (("health", health), ("bare", bare)):
+    for name, url in targets:
         started = time.perf_counter()
         try:
-            ok = httpx.get(url, timeout=60).status_code == 200
-        except httpx.HTTPError:
+            connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+            connection.request("GET", url.path or "/")
+            response = connection.getresponse()
+            response.read()
+            ok = response.status == 200
+            connection.close()
+        except OSError:
             ok = False
         out.write(f"{name} {time.perf_counter() - started if ok else 'failed'}\\n")
         out.flush()
@@ -126,6 +134,7 @@ def bench_health(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     work = Path(tempfile.mkdtemp(prefix="bench-health-"))
     out: dict[str, Any] = {"benchmark": "health", "dataset": settings.data.dataset, "levels": levels,
                            "cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    index_named_dataset(settings, progress=False)  # as `recagent index build`: nothing to do if it is current
     bare_port, port = free_port(), free_port()
     bare_log = work / "bare.log"
     with bare_log.open("wb") as sink:
