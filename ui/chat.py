@@ -58,6 +58,7 @@ CSS = """
 .understood-label p { margin: 0; font-weight: 600; }
 button.forget { border-radius: 999px !important; border: 1px solid #6366f1 !important; background: #eef2ff !important;
                 color: #3730a3 !important; flex: 0 0 auto !important; }
+.cards-empty p { color: var(--body-text-color-subdued); margin: 8px 0; }
 .conversation-id p { font-size: 0.8em; color: var(--body-text-color-subdued); margin: 0; }
 button.example { border: 1px dashed #6366f1 !important; flex: 0 0 auto !important; }
 """
@@ -196,6 +197,8 @@ def build_ui(agent_for: Callable[[str], Agent], datasets: list[str], dataset: st
                 agent = agent_for(dataset_name)
                 vocabulary = agent.conversations.vocabulary
                 if not items:
+                    gr.Markdown("Recommendations for your message will appear here, each with Like, Dislike "
+                                "and Seen.", elem_classes=["cards-empty"])
                     return
                 gr.Markdown("**Picks for your last message**", elem_id="cards-heading")
                 with gr.Column(elem_id="cards-grid"):

@@ -64,7 +64,8 @@ def test_recommend_and_errors(client: TestClient) -> None:
     assert {path: set(operations) for path, operations in schema["paths"].items()} == {
         "/health": {"get"}, "/v1/recommend": {"post"}, "/v1/conversations": {"post"},
         "/v1/conversations/{conversation_id}": {"get", "delete"}, "/v1/conversations/{conversation_id}/feedback":
-        {"post"}, "/v1/conversations/{conversation_id}/messages": {"post"}, "/v1/chat/completions": {"post"}}
+        {"post"}, "/v1/conversations/{conversation_id}/messages": {"post"}, "/v1/chat/completions": {"post"},
+        "/v1/conversations/{conversation_id}/state/{kind}/{value}": {"delete"}}
     bodies = schema["components"]["schemas"]
     k = bodies["RecommendBody"]["properties"]["k"]
     assert (k["type"], k["minimum"], k["maximum"]) == ("integer", 1, 50)
