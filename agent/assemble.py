@@ -62,8 +62,15 @@ def embedder_factory(settings: Settings, embedder: Embedder | None = None) -> Ca
     return (lambda: embedder) if embedder is not None else (lambda: Embedder(settings.index.embedder))
 
 
-def open_store(settings: Settings, namespace: str) -> IndexStore:
-    return IndexStore(chroma_client(settings.index), namespace, settings.index.hnsw)
+def open_store(settings: Settings, namespace: str, use_files: bool = True) -> IndexStore:
+    """The namespace's index store; use_files=False reads Chroma's metadata as indexes built before the index
+    files did (benchmarks compare the two)."""
+    return IndexStore(chroma_client(settings.index), namespace, settings.index.hnsw, use_files=use_files)
+
+
+def load_index(store: IndexStore) -> LoadedIndex:
+    """The agent's in-memory view of an index store (what build_agent opens)."""
+    return LoadedIndex(store)
 
 
 def dataset_namespace(settings: Settings, dataset: str | None = None) -> str:

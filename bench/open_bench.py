@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from agent.catalog import LoadedIndex
+from agent.assemble import load_index, open_store
+from agent.settings import Settings
 from agent.understanding import CatalogVocabulary
 from index.config import IndexConfig
 from index.files import CatalogRow, CollabGraph
 from index.loaders import load_dataset
-from index.store import IndexStore, chroma_client
 from index.synth import synthesize
 from index.text import content_hash, item_text
 
@@ -55,7 +55,7 @@ def bench_open(items: int, workdir: Path, cooccurrence: int, transitions: int, d
     ids = [row.id for row in rows]
     graph = CollabGraph(ids, rng.random(items, dtype=np.float32) * 100, rng.standard_normal((items, dims),
                         dtype=np.float32), _graph(items, cooccurrence, rng), _graph(items, transitions, rng))
-    store = IndexStore(chroma_client(IndexConfig(path=workdir / "chroma")), "synth-open")
+    store = open_store(Settings(index=IndexConfig(path=workdir / "chroma")), "synth-open")
     assert store.files is not None
     written = {**store.files.write_catalog(rows), **store.files.write_collab(graph)}
     store.set_state(state="complete", files=json.dumps(written), items=items)
@@ -71,7 +71,7 @@ def bench_open(items: int, workdir: Path, cooccurrence: int, transitions: int, d
     _timed(parts, "graphs_s", started)
     out: dict[str, Any] = {"items": items, "files_mb": sizes, "parts_s": parts}
     started = time.perf_counter()
-    index = LoadedIndex(store)
+    index = load_index(store)
     started = _timed(out, "open_index_s", started)
     CatalogVocabulary(index)
     _timed(out, "catalog_vocabulary_s", started)

@@ -28,13 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from agent.assemble import build_agent
+from agent.assemble import build_agent, load_index, open_store
 from agent.catalog import LoadedIndex
 from agent.settings import Settings, load_settings
 from index.config import IndexConfig
 from index.embedder import Embedder, use_bfloat16
 from index.loaders import load_dataset
-from index.store import IndexStore, chroma_client
 from index.synth import synthesize
 from index.text import item_text
 
@@ -147,13 +146,14 @@ def _same_view(a: LoadedIndex, b: LoadedIndex) -> bool:
             and (a.transitions != b.transitions).nnz == 0)
 
 
-def _open_times(store: IndexStore) -> dict[str, Any]:
+def _open_times(settings: Settings, namespace: str) -> dict[str, Any]:
     """Seconds to open the index (LoadedIndex) from its files, their parts, and from Chroma's metadata as before
     the files existed; and whether both views hold the same catalog and graphs."""
+    store = open_store(settings, namespace)
     recorded = store.recorded_files()
     out: dict[str, Any] = {"opened_from_files": recorded is not None}
     started = time.perf_counter()
-    index = LoadedIndex(store)
+    index = load_index(store)
     out["open_index_s"] = round(time.perf_counter() - started, 2)
     if recorded is not None and store.files is not None:
         parts = {}
@@ -168,7 +168,7 @@ def _open_times(store: IndexStore) -> dict[str, Any]:
         parts["graphs_s"] = time.perf_counter() - started
         out["open_parts_s"] = {k: round(v, 2) for k, v in parts.items()}
     started = time.perf_counter()
-    before = LoadedIndex(IndexStore(store.client, store.namespace, store.hnsw, use_files=False))
+    before = load_index(open_store(settings, namespace, use_files=False))
     out["open_index_from_metadata_s"] = round(time.perf_counter() - started, 2)
     out["files_match_metadata"] = _same_view(index, before)
     return out
@@ -205,7 +205,7 @@ def _one_size(items: int, root: Path, base: Settings, queries: int,
     overrides: dict[str, Any] = {"data.data_dir": data_dir, "data.dataset": name, "index": index.model_dump(),
                                  "conversations.url": f"sqlite:///{root / 'conversations.sqlite3'}"}
     settings = load_settings(None, {}, **overrides)
-    opened = _open_times(IndexStore(chroma_client(index), name, index.hnsw))  # before the agent: one view at a time
+    opened = _open_times(settings, name)  # before the agent: one view at a time
     started = time.perf_counter()
     agent = build_agent(settings, llm=None)
     load_s = time.perf_counter() - started
