@@ -157,3 +157,41 @@ def test_chat_page_in_a_real_browser(chat: tuple[str, Agent], tmp_path: Path) ->
         finally:
             page.screenshot(path=str(tmp_path / "chat.png"))  # what the page looked like, also on a failure
             browser.close()
+
+
+def test_a_fallen_back_turn_shows_its_note_in_the_browser(small_agent: Agent) -> None:
+    """The LLM times out on ranking: the turn is answered from the retriever and the page says so."""
+    from playwright.sync_api import expect, sync_playwright
+    from scripted_llm import ScriptedLLM
+
+    from agent.llm.base import LLMUnavailable
+
+    agent = agent_with_llm(small_agent, ScriptedLLM(["x"], scores=LLMUnavailable("timed out after 30 s")))
+    user = "1"  # ml-latest-small's first user, who rated many of movies-small's movies
+    assert agent.index.user_history(user)[0]
+    demo = build_ui(lambda name: agent, ["movies-small"], "movies-small")
+    port = free_port()
+    launch(demo, "127.0.0.1", port, token=None, block=False)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+            try:
+                page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+                page.goto(f"http://127.0.0.1:{port}")
+                expect(page.locator("button.example").first).to_be_visible(timeout=90_000)
+                before = page.locator("#conversation-id code").inner_text()
+                page.locator("#user textarea, #user input").first.fill(str(user))
+                page.locator("#new-conversation").click()  # a known user: history to rerank
+                expect(page.locator("#conversation-id code")).not_to_have_text(before, timeout=30_000)
+                box = page.locator("#message textarea")
+                box.fill("something to watch tonight")
+                box.press("Enter")
+                expect(page.locator("#chat")).to_contain_text(
+                    "The model was slow, so these come straight from the retriever (timed out after 30 s)",
+                    timeout=90_000)
+                expect(page.locator(".item-card")).to_have_count(5, timeout=30_000)
+            finally:
+                browser.close()
+    finally:
+        demo.close()
