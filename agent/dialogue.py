@@ -219,14 +219,16 @@ class ConversationAgent:
         as it is), the state's constraints as filters (relaxed when too few items pass), and disliked, seen and
         mentioned items left out. Earlier recommendations are context, never liked items. Taking them as
         context lifted recall@10 on ReDial's validation dialogues (README, Evaluation)."""
-        context = dict.fromkeys([*state.recommended, *state.liked, *state.mentioned])
-        history = [i for i in context if i not in state.disliked and i not in state.seen]
+        own = [i for i in dict.fromkeys([*state.liked, *state.mentioned])
+               if i not in state.disliked and i not in state.seen]
+        context = [i for i in dict.fromkeys(state.recommended)
+                   if i not in own and i not in state.disliked and i not in state.seen]
         exclude = [*state.disliked, *state.seen, *state.mentioned]
         latest = next((t.text for t in reversed(state.turns) if t.role == "user"), None)
         query = state.query if message is not None and message == latest else message
         k = k or self.k
-        filters = self.fitting(self.filters(state), set(exclude) | set(history), k)
-        return TurnRequest(user=state.user, history=tuple(history), query=query, k=k,
+        filters = self.fitting(self.filters(state), set(exclude) | set(own) | set(context), k)
+        return TurnRequest(user=state.user, history=tuple(own), context=tuple(context), query=query, k=k,
                            filters=filters or None, exclude=tuple(exclude))
 
     def record_reply(self, state: ConversationState, text: str, items: list[str]) -> None:

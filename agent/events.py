@@ -41,6 +41,9 @@ class TurnRequest(BaseModel):
 
     user: str | None = None
     history: tuple[str, ...] = ()
+    context: tuple[str, ...] = Field((), description="items retrieval reads before the history but the user did "
+                                                      "not choose (a conversation's earlier recommendations): "
+                                                      "never recommended again, never cited as theirs")
     query: str | None = None
     k: int = Field(5, ge=1)
     filters: dict[str, Any] | None = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from agent.events import Recommendation
 from agent.llm.base import LLM
 from core.labels import LABELS
+from core.titles import natural_title
 from prompts.loader import PromptTemplate
 
 _LABEL = re.compile(r"\[([A-Za-z0-9]{1,3})\]")
@@ -119,7 +120,7 @@ def template_reply(items: Sequence[Recommendation], noun: str = "item") -> str:
     if not items:
         return f"I found no {noun} that matches; try fewer constraints."
     lines = [f"Here are {len(items)} picks for you:"]
-    lines += [f"{n}. {item.title} — {item.reason}" for n, item in enumerate(items, start=1)]
+    lines += [f"{n}. {natural_title(item.title)} — {item.reason}" for n, item in enumerate(items, start=1)]
     return "\n".join(lines)
 
 

@@ -26,12 +26,14 @@ from agent.llm.base import LLMError
 from agent.recommender import Candidate, Recommender
 from agent.rerank import Reranker, RerankList
 from agent.respond import ReplyWriter, template_reply
+from core.titles import natural_title
 
 
 @dataclass
 class Retrieved:
     candidates: list[Candidate]  # the pool, in the retriever's order
-    seen: list[str]  # the user's stored history, then the given one
+    seen: list[str]  # the user's stored history, then the request's context and history
+    own: list[str]  # the user's stored history and the request's history: what evidence may cite as theirs
 
 
 @dataclass
@@ -49,6 +51,15 @@ class Timer:
     def mark(self, name: str) -> None:
         now = time.perf_counter()
         self.marks[name] = round(now - self.started - sum(self.marks.values()), 4)
+
+
+def natural_titles_in(text: str, titles: list[str]) -> str:
+    """The text with each of these catalog titles (longest first) in its natural order ('The Matrix (1999)')."""
+    for title in titles:
+        shown = natural_title(title)
+        if shown != title:
+            text = text.replace(title, shown)
+    return text
 
 
 def reply_request(index: LoadedIndex, query: str | None, seen: list[str]) -> str:
@@ -73,11 +84,12 @@ class TurnPipeline:
 
     def retrieve(self, request: TurnRequest) -> Retrieved:
         pool = max(request.k, self.rerank_candidates)
-        found = self.recommender.candidates(user=request.user, history=request.history or None,
+        history = [*request.context, *request.history]
+        found = self.recommender.candidates(user=request.user, history=history or None,
                                             query=request.query, k=pool, filters=request.filters,
                                             exclude=request.exclude)
-        seen = list(self.index.user_history(request.user)[0]) if request.user is not None else []
-        return Retrieved(found, seen + list(request.history))
+        stored = list(self.index.user_history(request.user)[0]) if request.user is not None else []
+        return Retrieved(found, stored + history, stored + list(request.history))
 
     def rerank(self, request: TurnRequest, retrieved: Retrieved, without_llm: str | None = None
                ) -> tuple[list[str], bool, str | None]:
@@ -103,7 +115,7 @@ class TurnPipeline:
         by_id = {c.id: c for c in retrieved.candidates}
         items = []
         for item_id in order[: request.k]:
-            reason, evidence = evidence_for(self.index, item_id, retrieved.seen, request.query)
+            reason, evidence = evidence_for(self.index, item_id, retrieved.own, request.query, request.filters)
             c = by_id[item_id]
             items.append(Recommendation(id=c.id, title=c.title, score=c.score, reason=reason, evidence=evidence,
                                         attributes=c.attributes))
@@ -115,8 +127,10 @@ class TurnPipeline:
             return
         entries = self.index.entries
         cited = [entries[e].title for item in ranked.items for e in item.evidence if e in entries]
-        yield from self.replier.sentences(reply_request(self.index, request.query, seen), ranked.items, cited,
-                                          request.query or "")
+        titles = sorted({*cited, *(item.title for item in ranked.items)}, key=len, reverse=True)
+        for sentence in self.replier.sentences(reply_request(self.index, request.query, seen), ranked.items, cited,
+                                               request.query or ""):
+            yield natural_titles_in(sentence, titles)
 
     # the turn ----------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from agent.llm.base import LLMConfig, shipped_adapters
 from agent.rerank import RerankList, build_prompts, rerank_inputs
 from conftest import agent_with_llm
 from core.labels import LABELS
+from core.titles import natural_title
 from prompts.loader import load_prompt
 from train.manifest import read_manifest, verify
 
@@ -60,4 +61,4 @@ def test_real_reply_from_the_reply_adapter_is_grounded(small_agent: Agent, trans
     assert agent.reply_adapter == "reply" and agent.rerank_adapter == "rerank"
     response = agent.pipeline.recommend(TurnRequest(history=STAR_WARS, query="Something with space battles", k=3))
     assert response.reply_by == "llm" and not response.fallback, response
-    assert any(item.title in response.reply for item in response.items)
+    assert any(natural_title(item.title) in response.reply for item in response.items)

@@ -14,6 +14,7 @@ from agent.events import DeltaEvent, DoneEvent, ItemsEvent, RecommendationRespon
 from agent.llm.base import LLMConfig, LLMError, LLMUnavailable
 from agent.respond import clean_reply
 from conftest import agent_with_llm, free_port
+from core.titles import natural_title
 
 STAR_WARS = ["260", "1196"]
 
@@ -27,7 +28,7 @@ def test_without_llm_is_grounded_and_templated(small_agent: Agent) -> None:
     assert len(response.items) == 5 and response.reply_by == "template" and response.reranked_by == "retriever"
     assert not response.fallback
     for item in response.items:
-        assert item.reason and item.title in response.reply
+        assert item.reason and natural_title(item.title) in response.reply
     assert any(e in STAR_WARS for item in response.items for e in item.evidence)
 
 
@@ -37,7 +38,7 @@ def test_llm_reorders_and_a_grounded_reply_is_kept(small_agent: Agent) -> None:
     response = _recommend(small_agent, llm, history=tuple(STAR_WARS), k=3)
     assert response.reranked_by == "llm" and response.reply_by == "llm" and not response.fallback
     assert [i.id for i in response.items] != [i.id for i in plain.items]
-    assert response.reply.startswith(response.items[0].title + " is a classic.")
+    assert response.reply.startswith(natural_title(response.items[0].title) + " is a classic.")
     assert "[A]" not in response.reply
 
 
@@ -52,9 +53,9 @@ def test_llm_reorders_and_a_grounded_reply_is_kept(small_agent: Agent) -> None:
 def test_bad_replies_are_dropped(small_agent: Agent, bad: str) -> None:
     llm = ScriptedLLM([bad])
     response = _recommend(small_agent, llm, history=tuple(STAR_WARS), k=3)
-    titles = {i.title for i in response.items}
+    titles = {natural_title(i.title) for i in response.items}
     if response.reply_by == "llm":
-        assert bad == "[A] is gr" and response.reply == f"{response.items[0].title} is gr"
+        assert bad == "[A] is gr" and response.reply == f"{natural_title(response.items[0].title)} is gr"
     else:
         assert response.fallback and "grounded" in (response.fallback_reason or "")
         for line in response.reply.splitlines()[1:]:
@@ -100,10 +101,10 @@ def test_real_llm_recommendation_is_grounded(small_agent: Agent, transformers_ll
     candidates = {c.id for c in agent.recommender.candidates(history=STAR_WARS, k=20)}
     response = agent.pipeline.recommend(TurnRequest(history=tuple(STAR_WARS), k=3))
     assert response.reranked_by == "llm" and response.reply_by == "llm" and not response.fallback, response
-    assert any(item.title in response.reply for item in response.items), response.reply  # the LLM wrote about them
+    assert any(natural_title(item.title) in response.reply for item in response.items), response.reply  # about them
     assert {i.id for i in response.items} <= candidates
     catalog = [e.title for e in agent.index.entries.values()]
-    named = {t for t in catalog if t in response.reply}
+    named = {t for t in catalog if natural_title(t) in response.reply}
     evidence = {agent.index.entries[h].title for h in STAR_WARS}  # reasons may cite the history
     assert named <= {i.title for i in response.items} | evidence, response.reply
 

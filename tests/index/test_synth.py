@@ -17,6 +17,7 @@ from agent.assemble import build_agent, index_named_dataset
 from agent.evidence import evidence_for
 from conftest import REPO, make_settings
 from core.errors import InvalidRequest
+from core.titles import natural_title
 from index.embedder import Embedder
 from index.loaders import load_dataset
 from index.synth import synthesize
@@ -85,4 +86,5 @@ def test_index_build_and_dialogue_constraints(shop: Path, tmp_path: Path, embedd
     by_category.__dict__["descriptive_attribute"] = "category"
     kitchen = [i for i, e in agent.index.entries.items() if e.attributes["category"] == "Kitchen"]
     reason, evidence = evidence_for(by_category, kitchen[0], kitchen[1:4], None)
-    assert "it shares Kitchen with products you liked" in reason and "category:Kitchen" in evidence
+    first = natural_title(agent.index.entries[kitchen[1]].title)
+    assert f"it shares Kitchen with {first} and 2 more of yours" in reason and "category:Kitchen" in evidence
