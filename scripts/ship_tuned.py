@@ -41,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
             command += ["--dialogues", str(subset)]
             shown += ["--dialogues", f"<the first {args.first_dialogues} dialogues of redial/{source.name}>"]
         env = {**os.environ, "RECAGENT_TUNED_DIR": str(Path(scratch) / "tuned")}
-        out = subprocess.run([str(Path(sys.executable).with_name("recagent")), *command[1:]], env=env, check=True,
-                             capture_output=True, text=True).stdout
+        run = subprocess.run([str(Path(sys.executable).with_name("recagent")), *command[1:]], env=env,
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            sys.stderr.write(run.stderr[-4000:])
+            raise SystemExit(f"{' '.join(shown)} failed with exit code {run.returncode}")
+        out = run.stdout
         result = json.loads(out.strip().splitlines()[-1])
         (tuned_file,) = (Path(scratch) / "tuned").glob("*.json")
         tuned = json.loads(tuned_file.read_text(encoding="utf-8"))
