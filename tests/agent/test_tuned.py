@@ -51,7 +51,7 @@ def test_a_shipped_file_with_a_bad_value_is_refused(tmp_path: Path) -> None:
 
 def test_the_repository_ships_tuned_files_for_its_datasets() -> None:
     names = {p.stem for p in SHIPPED_FILES}
-    assert {"ml-latest-small", "lastfm-hetrec2011", "lastfm-hetrec2011-tagged"} <= names
+    assert {"ml-latest-small", "redial", "lastfm-hetrec2011", "lastfm-hetrec2011-tagged"} <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED_FILES, ids=lambda p: p.name)
