@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("eval", eval_command, "score rankers on an offline protocol (loo, candidates20, crs), compare prompt "
                                   "and model variants (eval prompts), or lay saved runs side by side "
                                   "(eval report RUN...)")
-    p.add_argument("--protocol", default="loo", help="loo, candidates20, or crs (ReDial dialogues)")
+    p.add_argument("--protocol", default="loo", help="loo, candidates20, crs (ReDial dialogues), intents (the "
+                                                      "intents cases) or states (ReDial state tracking)")
     p.add_argument("--ranker", default="fused", help="a ranker name or 'all'")
     p.add_argument("--split", default="test", choices=["validation", "valid", "test"])
     p.add_argument("--format", default="table", choices=["table", "json"])

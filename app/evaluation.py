@@ -19,12 +19,15 @@ def add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", default="run", choices=["run", "prompts", "report"],
                    help="run a protocol (default), compare prompt/model variants, or lay saved runs side by side")
     p.add_argument("runs", nargs="*", type=Path, help="run folders (eval report)")
-    p.add_argument("--dialogues", type=Path, help="crs protocol: score this ReDial-format file instead of a split")
+    p.add_argument("--dialogues", type=Path,
+                   help="crs and states protocols: score this ReDial-format file instead of a split")
     p.add_argument("--variants", help="eval prompts: e.g. rerank_listwise@2,rerank_listwise@3 (the first is the "
                                       "baseline); a model name or PROMPT@N:MODEL also works")
     p.add_argument("--models", help="eval prompts: base and/or adapter names, crossed with every prompt variant")
     p.add_argument("--prompt-dir", type=Path, help="extra prompt files (NAME.vN.yaml) searched before prompts/")
     p.add_argument("--requests", type=int, default=4, help="eval prompts (reply): requests of each kind")
+    p.add_argument("--benchmark", action="store_true",
+                   help="eval prompts (reply): add the dataset's intents cases and 60 ReDial seeker openings")
     p.add_argument("--fail-if-worse", metavar="METRIC",
                    help="eval prompts: exit 1 when a variant is significantly worse than the baseline on METRIC")
 
@@ -62,6 +65,14 @@ def run_command(args: argparse.Namespace) -> int:
         result, folder = run_intents(settings, dataset, tuned=tuned, limit=args.limit, bootstrap=args.bootstrap,
                                      progress=not args.quiet)
         print(json.dumps(result) if args.format == "json" else intents_table(result))
+        print(f"report: {folder / 'report.html'}", file=sys.stderr)
+        return 0
+    if args.protocol == "states":
+        from eval.states import run_states, states_table
+
+        result, folder = run_states(settings, dataset, _split(args), tuned=tuned, dialogues=args.dialogues,
+                                    limit=args.limit, bootstrap=args.bootstrap, progress=not args.quiet)
+        print(json.dumps(result) if args.format == "json" else states_table(result))
         print(f"report: {folder / 'report.html'}", file=sys.stderr)
         return 0
     results, folder = run_protocol(settings, dataset, args.protocol, args.ranker, _split(args), tuned=tuned,
@@ -110,7 +121,8 @@ def prompts_command(args: argparse.Namespace) -> int:
         raise InvalidRequest("eval prompts needs --variants")
     settings, dataset, tuned = _settings(args)
     result, folder = run_variants(settings, dataset, args.protocol, _split(args), args.variants, args.models,
-                                  tuned=tuned, limit=args.limit, requests=args.requests, progress=not args.quiet)
+                                  tuned=tuned, limit=args.limit, requests=args.requests, benchmark=args.benchmark,
+                                  progress=not args.quiet)
     if args.format == "json":
         print(json.dumps(result))
     else:
