@@ -112,8 +112,9 @@ MOODS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 
 def key(text: str) -> str:
-    """A comparison key: lower case, words only, each word singular ("Comedies" -> "comedy")."""
-    words = re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
+    """A comparison key: lower case, words only, each word singular ("Comedies" -> "comedy", "Children's" ->
+    "children")."""
+    words = re.sub(r"[^a-z0-9]+", " ", re.sub(r"['’]s\b", "", text.lower())).split()
     return " ".join(_singular(w) for w in words)
 
 
@@ -185,8 +186,11 @@ class CatalogVocabulary:
                     values[name][value] += 1
                 elif isinstance(value, (int, float)) and not isinstance(value, bool):
                     numeric[name].append(float(value))
-        self._stop = STOPWORDS | {key(self.noun), key(self.noun + "s"), "movie", "film", "song", "track", "album",
-                                  "item", "product", "artist", "band", "music", "show", "book"}
+        self._stop = STOPWORDS | {key(self.noun), key(self.noun + "s")}
+        # Words for kinds of items say nothing by themselves, unless the catalog has them as values (a shop's
+        # Books or Music category); they stop only after the values are known.
+        generic_nouns = {"movie", "film", "song", "track", "album", "item", "product", "artist", "band", "music",
+                         "show", "book"}
         # A constraint value is carried by enough items (at least MIN_SUPPORT_SHARE of the catalog, and 5)
         # of an attribute that a good part of the catalog has; rarer values can still be hints.
         min_support = max(5, math.ceil(MIN_SUPPORT_SHARE * n))
@@ -202,6 +206,7 @@ class CatalogVocabulary:
                         not all(word in self._stop for word in k.split()):
                     self._value_of[k] = (name, value)
                     self.support[(name, value)] = count
+        self._stop |= generic_nouns - set(self._value_of)
         self._hints = self._hint_map(entries, values)
         self.year_attribute = next((name for name, xs in sorted(numeric.items())
                                     if name.lower() in {"year", "release_year", "released"} or
@@ -318,12 +323,9 @@ class CatalogVocabulary:
             return [], ""
         if k in self._value_of:
             return [(self._value_of[k], True)], "exact"
-        if k in MOODS:
-            wanted, unwanted = MOODS[k]
-            hits = [(self._value_of[v], True) for v in wanted if v in self._value_of] + \
-                [(self._value_of[v], False) for v in unwanted if v in self._value_of]
-            if hits:
-                return hits, "mood"
+        hits = self._mood_hits(k)
+        if hits:
+            return hits, "mood"
         if size >= 4:
             return [], ""
         if k in self._hints:
@@ -332,11 +334,17 @@ class CatalogVocabulary:
             close = difflib.get_close_matches(k, self._value_keys, n=1, cutoff=0.9)
             if close:
                 return [(self._value_of[close[0]], True)], "fuzzy"
-            mood = difflib.get_close_matches(k, [m for m in MOODS if len(m) >= 5], n=1, cutoff=0.9)
-            if mood:
-                hits, _ = self._lookup(mood[0], size)
+            mood = difflib.get_close_matches(k, [m for m in MOODS if len(m) >= 5 and m != k], n=1, cutoff=0.9)
+            hits = self._mood_hits(mood[0]) if mood else []
+            if hits:  # a misspelt mood word, only where this catalog has its values
                 return hits, "fuzzy"
         return [], ""
+
+    def _mood_hits(self, k: str) -> list[tuple[tuple[str, str], bool]]:
+        """The values a mood word asks for (True) and rules out (False), of those this catalog has."""
+        wanted, unwanted = MOODS.get(k, ((), ()))
+        return [(self._value_of[v], True) for v in wanted if v in self._value_of] + \
+            [(self._value_of[v], False) for v in unwanted if v in self._value_of]
 
     def _embedded(self, phrases: list[str]) -> list[tuple[str, str] | None]:
         assert self.encoder is not None
@@ -345,11 +353,14 @@ class CatalogVocabulary:
         if len(names) < 2:
             return [None] * len(phrases)
         out: list[tuple[str, str] | None] = []
-        for query in self.encoder.encode_many(phrases):  # every phrase in one forward pass
+        for phrase, query in zip(phrases, self.encoder.encode_many(phrases), strict=True):  # one forward pass
             sims = vectors @ query
             top = np.argsort(-sims)[:2]
             best, second = float(sims[top[0]]), float(sims[top[1]])
-            out.append(names[int(top[0])] if best >= EMBED_MIN and best - second >= EMBED_MARGIN else None)
+            name = names[int(top[0])]
+            # a phrase that is only part of a value's name ("supplies" of "Art Supplies") does not name it
+            part = set(key(phrase).split()) < set(key(name[1]).split())
+            out.append(name if best >= EMBED_MIN and best - second >= EMBED_MARGIN and not part else None)
         return out
 
     def years(self, message: str) -> tuple[int | None, int | None]:

@@ -1,7 +1,14 @@
 """The `intents` protocol: messages as people write them, checked against what the agent understood and returned.
 
-A case (one JSON line of eval/cases/intents.jsonl) is one or more messages to one fresh conversation, a phrasing
-`family` and the `split` (dev or test) that family belongs to, and the checks:
+Each catalog has its own file of cases: eval/cases/intents.jsonl for ml-latest-small (the default) and
+eval/cases/intents-<dataset>.jsonl for the others: ml-100k, lastfm-hetrec2011 and `shop`, the synthetic shop that
+`recagent data synth shop --items 3000 --users 600 --interactions 15000 --seed 0` writes (SYNTHETIC_SHOP; its
+brands and titles depend on those numbers). `recagent eval --protocol intents --dataset NAME` runs NAME's file (a
+dataset given as a folder path goes by the folder's name). Every case names its `dataset` and a file holds one
+dataset's cases; a phrasing family belongs to one file and one split, so no family is in both splits anywhere.
+
+A case (one JSON line) is one or more messages to one fresh conversation, a phrasing `family` and the `split`
+(dev or test) that family belongs to, and the checks:
 - `intent`: on the last message's Intent (liked, disliked, seen, references: catalog titles that must be there;
   all_of, any_of, none_of: values that must be there; not_all_of; year_min, year_max: exact; residual_lacks: words
   the residual must not contain; residual_empty; correction) and on the conversation's state after it
@@ -35,7 +42,11 @@ from core.errors import InvalidRequest
 from eval.harness import git_commit
 from eval.stats import bootstrap_interval
 
-CASES = Path(__file__).parent / "cases" / "intents.jsonl"
+CASES_DIR = Path(__file__).parent / "cases"
+DEFAULT_DATASET = "ml-latest-small"
+CASES = CASES_DIR / "intents.jsonl"  # ml-latest-small's; the others are intents-<dataset>.jsonl
+# the synthetic shop the `shop` cases are written for: `recagent data synth shop` with these numbers
+SYNTHETIC_SHOP = {"items": 3000, "users": 600, "interactions": 15000, "seed": 0}
 SPLITS = ("dev", "test")
 INTENT_LISTS = ("liked", "disliked", "seen", "references")
 INTENT_VALUES = ("all_of", "any_of", "none_of")
@@ -87,7 +98,7 @@ class IntentCase(BaseModel):
     id: str
     family: str
     split: str
-    dataset: str = "ml-latest-small"
+    dataset: str = DEFAULT_DATASET
     messages: list[str] = Field(min_length=1)
     intent: IntentChecks = Field(default_factory=IntentChecks)
     items: ItemChecks | None = None
@@ -115,6 +126,42 @@ def read_cases(path: Path = CASES) -> list[IntentCase]:
     ids = [c.id for c in cases]
     if len(ids) != len(set(ids)):
         raise InvalidRequest("case ids repeat")
+    datasets = sorted({c.dataset for c in cases})
+    if len(datasets) > 1:
+        raise InvalidRequest(f"{path}: one dataset's cases to a file, found {', '.join(datasets)}")
+    return cases
+
+
+def cases_path(dataset: str) -> Path:
+    """The file of a dataset's cases (by the dataset's name; a folder path counts by its last part)."""
+    name = Path(dataset).name
+    path = CASES if name == DEFAULT_DATASET else CASES_DIR / f"intents-{name}.jsonl"
+    if not path.exists():
+        known = sorted([DEFAULT_DATASET, *(p.stem.removeprefix("intents-") for p in CASES_DIR.glob("intents-*.jsonl"))])
+        raise InvalidRequest(f"no intents cases for dataset {name!r} (there are cases for {', '.join(known)})")
+    return path
+
+
+def read_all_cases() -> list[IntentCase]:
+    """Every shipped case of every dataset; an InvalidRequest when a family or an id is in two files, or a file
+    holds another dataset's cases than its name says."""
+    cases: list[IntentCase] = []
+    for path in sorted(CASES_DIR.glob("intents*.jsonl")):
+        found = read_cases(path)
+        expected = DEFAULT_DATASET if path == CASES else path.stem.removeprefix("intents-")
+        wrong = sorted({c.id for c in found if c.dataset != expected})
+        if wrong:
+            raise InvalidRequest(f"{path}: cases of another dataset than {expected}: {', '.join(wrong[:5])}")
+        cases += found
+    families: dict[str, set[str]] = defaultdict(set)
+    for case in cases:
+        families[case.family].add(case.dataset)
+    shared = sorted(family for family, found in families.items() if len(found) > 1)
+    if shared:
+        raise InvalidRequest(f"families in more than one dataset's file: {', '.join(shared)}")
+    ids = [c.id for c in cases]
+    if len(ids) != len(set(ids)):
+        raise InvalidRequest("case ids repeat across the files")
     return cases
 
 
@@ -266,9 +313,10 @@ def evaluate_intents(settings: Settings, dataset: str, cases_file: Path | None =
                      progress: bool = True, bootstrap: int = 1000) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the dataset's cases through the real agent; the result (pass rates per split and kind) and one row
     per case with every check."""
-    cases = [c for c in read_cases(cases_file or CASES) if c.dataset == dataset]
+    path = cases_file or cases_path(dataset)
+    cases = [c for c in read_cases(path) if c.dataset == Path(dataset).name]
     if not cases:
-        raise InvalidRequest(f"no intents cases for dataset {dataset!r} in {cases_file or CASES}")
+        raise InvalidRequest(f"no intents cases for dataset {dataset!r} in {path}")
     cases = cases[:limit] if limit else cases
     agent = prepare_intents(settings, dataset, progress)
     checker = Checker(agent)
@@ -279,7 +327,7 @@ def evaluate_intents(settings: Settings, dataset: str, cases_file: Path | None =
              "seconds": round(o.seconds, 3), "passed": all(p for _, p, _ in o.checks),
              "checks": [{"kind": k, "passed": p, "found": f} for k, p, f in o.checks]} for o in outcomes]
     result = {"dataset": dataset, "protocol": "intents", "ranker": "rules", "split": "dev+test",
-              "cases_file": str(cases_file or CASES), "users": len(cases), "cases": len(cases),
+              "cases_file": str(path), "users": len(cases), "cases": len(cases),
               "subset": bool(limit), "splits": pass_rates(outcomes, bootstrap), "agent": agent.describe(),
               "seconds": round(seconds, 2), "seconds_per_case": round(seconds / len(cases), 4),
               "git_commit": git_commit(), "settings": json.loads(settings.model_dump_json())}
