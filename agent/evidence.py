@@ -164,11 +164,10 @@ def evidence_for(index: LoadedIndex, item_id: str, history: Sequence[str], query
         shared = [v for v, _ in counts.most_common(2)]
         if shared:
             named = natural_title(index.entries[holder[shared[0]]].title)
-            others = sum(1 for h in history[-HISTORY_SPAN:] if h in index.entries and h != item_id and h !=
-                         holder[shared[0]] and shared[0] in [str(v) for v in index.descriptive_values(h)])
+            others = counts[shared[0]] - 1  # the user's other items with that value
             with_whom = named + (f" and {others} more of yours" if others else "")
             parts.append(f"it shares {' and '.join(shared)} with {with_whom}")
-            evidence += [f"{attribute}:{v}" for v in shared]
+            evidence += [f"{attribute}:{v}" for v in shared] + [f"with:{holder[shared[0]]}"]
     parts = asked_phrases + parts
     evidence += asked_evidence
     if not parts:

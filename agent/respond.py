@@ -3,9 +3,12 @@
 The reply names items only through labels that recagent maps to the ranked items. A sentence is
 dropped when it cites no label or an unknown one, names any other catalog title or an invented
 "Title (YYYY)", carries instructions, copies the prompt's own instructions or the user's message, repeats
-an earlier sentence, or only cites items an earlier sentence already covered. Generation stops early
-once the first sentences all fail, instead of running to the end. When nothing grounded remains the
-reply is templated from the evidence, which never quotes the user either.
+an earlier sentence, or only cites items an earlier sentence already covered; and, given the items' facts
+(agent.claims), when it states something their evidence does not have (a value, a year, a title, a relation
+such as "fans of X" for an X the user did not like, a popularity), says nothing about its item, or uses the
+sentence frame of another item's sentence. Generation stops early once the first sentences all fail.
+Items left without a sentence get one written from their evidence (agent.compose), and so does the whole
+reply when nothing grounded remains; neither ever quotes the user.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from agent.claims import RELATION, ClaimChecker, ItemFacts, content_free, frame, strip_titles
 from agent.events import Recommendation
 from agent.llm.base import LLM
 from core.labels import LABELS
@@ -52,12 +56,18 @@ class Grounding:
     evidence_titles: Sequence[str] = ()
     instructions: str = ""  # the prompt's own words (never to be parroted)
     user_message: str = ""  # never quoted back
+    facts: dict[str, ItemFacts] = field(default_factory=dict)  # label -> what the data holds about it
+    checker: ClaimChecker | None = None  # with facts: every claim checked on the cited items
+    noun_words: Sequence[str] = ()
     seen_sentences: set[str] = field(default_factory=set)
     cited: set[str] = field(default_factory=set)
+    frames: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self._frame_titles = [*self.shown.values(), *self.evidence_titles,
+                              *(t for f in self.facts.values() for t in f.own_titles)]
         allowed = [*self.shown.values(), *self.evidence_titles]
-        self._allowed = {t.casefold() for t in allowed}
+        self._allowed = {t.casefold() for t in allowed} | {natural_title(t).casefold() for t in allowed}
         strip = sorted(allowed, key=len, reverse=True)
         self._forbidden = [(_ngrams(_words(self._without(self.instructions, strip)), 5), 5),
                            (_ngrams(_words(self._without(self.user_message, strip)), 6), 6)]
@@ -95,6 +105,30 @@ class Grounding:
         for title in self.shown.values():
             if len(title) >= 4 and sentence.casefold().count(title.casefold()) > 1:
                 return "repeats a title"
+        if self.checker is not None and self.facts:
+            return self._claim_problem(sentence, labels, named)
+        return None
+
+    def _claim_problem(self, sentence: str, labels: list[str], named: set[str]) -> str | None:
+        """What the sentence states that its items' evidence does not have; or that it says nothing."""
+        assert self.checker is not None
+        cited = [self.facts[label] for label in labels if label in self.facts]
+        if len(set(labels)) > 1 and RELATION.search(sentence):  # "fans of [A] will like [B]"
+            return "relates an item to another recommendation"
+        own = {t.casefold() for f in cited for t in f.own_titles}
+        mine = {natural_title(f.title).casefold() for f in cited} | {f.title.casefold() for f in cited}
+        for name in named:
+            if not any(name in a or a in name for a in own | mine):
+                return "names a title this item's evidence does not have"
+        titles = [*self.shown.values(), *(t for f in cited for t in f.own_titles), *self.evidence_titles]
+        text = strip_titles(_LABEL.sub(" ", sentence), titles)
+        problem = self.checker.problem(text, cited, self.noun_words)
+        if problem is not None:
+            return problem
+        if content_free(sentence, titles, self.checker, self.noun_words, [t for f in cited for t in f.own_titles]):
+            return "says nothing about the item"
+        if frame(sentence, self._frame_titles, self.checker) in self.frames:
+            return "uses another item's sentence frame"
         return None
 
     def accept(self, sentence: str) -> bool:
@@ -102,6 +136,8 @@ class Grounding:
             return False
         self.seen_sentences.add(" ".join(_words(sentence)))
         self.cited.update(_LABEL.findall(sentence))
+        if self.checker is not None:
+            self.frames.add(frame(sentence, self._frame_titles, self.checker))
         return True
 
     def render(self, sentence: str) -> str:
@@ -116,14 +152,6 @@ def clean_reply(raw: str, shown: dict[str, str], catalog_titles: Sequence[str],
     return [s.strip() for s in _SENTENCE.split(raw.strip()) if s.strip() and grounding.accept(s.strip())]
 
 
-def template_reply(items: Sequence[Recommendation], noun: str = "item") -> str:
-    if not items:
-        return f"I found no {noun} that matches; try fewer constraints."
-    lines = [f"Here are {len(items)} picks for you:"]
-    lines += [f"{n}. {natural_title(item.title)} — {item.reason}" for n, item in enumerate(items, start=1)]
-    return "\n".join(lines)
-
-
 def reply_prompt(template: PromptTemplate, noun: str, request: str, items: Sequence[Recommendation]
                  ) -> tuple[dict[str, str], str]:
     """The reply prompt for these items (labelled A, B, ...) and the label -> title map it shows."""
@@ -134,7 +162,9 @@ def reply_prompt(template: PromptTemplate, noun: str, request: str, items: Seque
 
 
 class ReplyWriter:
-    """Asks the LLM (with the reply adapter, if any) for one sentence per item, and keeps the grounded ones."""
+    """Asks the LLM (with the reply adapter, if any) for one sentence per item, and keeps the grounded ones.
+
+    Given the items' facts and a `checker`, each sentence's claims are checked on its items (agent.claims)."""
 
     def __init__(self, llm: LLM, template: PromptTemplate, catalog_titles: Sequence[str], noun: str = "item",
                  adapter: str | None = None, max_items: int = 5, max_tokens: int = 160, give_up_after: int = 2,
@@ -153,22 +183,32 @@ class ReplyWriter:
         """The labels shown to the LLM (label -> title) and the rendered prompt, for the first items."""
         return reply_prompt(self.template, self.noun, request, list(items)[: self.max_items])
 
-    def sentences(self, request: str, items: Sequence[Recommendation], evidence_titles: Sequence[str] = (),
-                  user_message: str = "") -> Iterator[str]:
-        """Grounded sentences (titles in place of labels) as soon as each is written; a second attempt
-        with a reminder only if the first gave nothing."""
-        shown, prompt = self.prompt(request, items)
+    def grounding(self, shown: dict[str, str], evidence_titles: Sequence[str] = (), user_message: str = "",
+                  facts: Sequence[ItemFacts] = (), checker: ClaimChecker | None = None) -> Grounding:
+        """The check for one reply (facts in the items' order, one per shown label)."""
         instructions = self.template.render(noun=self.noun, request="", items=[]) + RETRY_SUFFIX
+        return Grounding(shown, self.catalog_titles, evidence_titles, instructions, user_message,
+                         facts=dict(zip(shown, facts, strict=False)), checker=checker if facts else None,
+                         noun_words=(self.noun, self.noun + "s"))
+
+    def sentences(self, request: str, items: Sequence[Recommendation], evidence_titles: Sequence[str] = (),
+                  user_message: str = "", facts: Sequence[ItemFacts] = (), checker: ClaimChecker | None = None
+                  ) -> Iterator[tuple[list[int], str]]:
+        """Grounded sentences (titles in place of labels) as soon as each is written, with the positions of the
+        items each cites; a second attempt with a reminder only if the first gave nothing."""
+        shown, prompt = self.prompt(request, items)
         for attempt in range(self.attempts):
-            grounding = Grounding(shown, self.catalog_titles, evidence_titles, instructions, user_message)
+            grounding = self.grounding(shown, evidence_titles, user_message, facts, checker)
             emitted = 0
             for sentence in self._attempt(prompt + ("" if attempt == 0 else RETRY_SUFFIX), grounding):
                 emitted += 1
-                yield sentence
+                yield [LABELS.index(label) for label in dict.fromkeys(_LABEL.findall(sentence))], \
+                    grounding.render(sentence)
             if emitted:
                 return
 
     def _attempt(self, prompt: str, grounding: Grounding) -> Iterator[str]:
+        """Accepted sentences, labels kept."""
         buffer, failed, accepted = "", 0, 0
         pieces = self.llm.stream_complete(prompt, max_tokens=self.max_tokens, stop=["\n\n\n"], adapter=self.adapter)
         try:
@@ -180,14 +220,14 @@ class ReplyWriter:
                         continue
                     if grounding.accept(sentence):
                         accepted += 1
-                        yield grounding.render(sentence)
+                        yield sentence
                     else:
                         failed += 1
                         if not accepted and failed >= self.give_up_after:
                             return  # the first sentences are all ungrounded: stop generating
             rest = buffer.strip()
             if rest and grounding.accept(rest):
-                yield grounding.render(rest)
+                yield rest
         finally:
             close = getattr(pieces, "close", None)
             if close is not None:

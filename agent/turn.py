@@ -11,8 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from agent.catalog import LoadedIndex
+from agent.claims import ClaimChecker, ItemFacts
+from agent.compose import acknowledgment, item_sentences, template_reply
 from agent.events import (
     DeltaEvent,
     DoneEvent,
@@ -25,7 +28,7 @@ from agent.evidence import evidence_for
 from agent.llm.base import LLMError
 from agent.recommender import Candidate, Recommender
 from agent.rerank import Reranker, RerankList
-from agent.respond import ReplyWriter, template_reply
+from agent.respond import ReplyWriter
 from core.titles import natural_title
 
 
@@ -121,16 +124,44 @@ class TurnPipeline:
                                         attributes=c.attributes))
         return items
 
-    def reply_sentences(self, request: TurnRequest, ranked: Ranked, seen: list[str]) -> Iterator[str]:
-        """Grounded LLM sentences; nothing when there is no LLM, no item, or the ranking already failed."""
-        if self.replier is None or ranked.problem is not None or not ranked.items:
+    @cached_property
+    def checker(self) -> ClaimChecker:
+        """The claim check of this catalog's reply sentences (built on the first LLM reply)."""
+        return ClaimChecker.for_index(self.index)
+
+    def reply_parts(self, request: TurnRequest, ranked: Ranked, seen: list[str],
+                    errors: list[str] | None = None) -> Iterator[tuple[str, str, list[int]]]:
+        """The reply as (who wrote it, sentence, positions of the items it is about): the acknowledgment of
+        the request's constraints ("template"), the LLM's grounded sentences ("llm"; none without an LLM, items,
+        or after a failed ranking), then a sentence from the evidence for each item the LLM left out
+        ("template"). An LLM error ends the LLM's part; its message goes to `errors`."""
+        items = ranked.items
+        if not items:
+            yield "template", template_reply(self.index, items, request.filters), []
             return
-        entries = self.index.entries
-        cited = [entries[e].title for item in ranked.items for e in item.evidence if e in entries]
-        titles = sorted({*cited, *(item.title for item in ranked.items)}, key=len, reverse=True)
-        for sentence in self.replier.sentences(reply_request(self.index, request.query, seen), ranked.items, cited,
-                                               request.query or ""):
-            yield natural_titles_in(sentence, titles)
+        ack = acknowledgment(items, request.filters, self.index.noun)
+        if ack:
+            yield "template", ack, list(range(len(items)))
+        covered: set[int] = set()
+        used: set[str] = set()
+        if self.replier is not None and ranked.problem is None:
+            entries = self.index.entries
+            cited = [entries[e].title for item in items for e in item.evidence if e in entries]
+            titles = sorted({*cited, *(item.title for item in items)}, key=len, reverse=True)
+            facts = [ItemFacts.of(self.index, item) for item in items]
+            try:
+                for positions, sentence in self.replier.sentences(
+                        reply_request(self.index, request.query, seen), items, cited, request.query or "",
+                        facts, self.checker):
+                    covered.update(positions)
+                    yield "llm", natural_titles_in(sentence, titles), positions
+            except LLMError as exc:
+                if errors is not None:
+                    errors.append(str(exc))
+        rest = [n for n in range(len(items)) if n not in covered]
+        written = item_sentences(self.index, [items[n] for n in rest], acknowledged=ack is not None, used=used)
+        for n, (_, sentence) in zip(rest, written, strict=True):
+            yield "template", sentence, [n]
 
     # the turn ----------------------------------------------------------------------------------
 
@@ -140,29 +171,19 @@ class TurnPipeline:
         timer = Timer()
         ranked, seen = self._rank(request, timer, without_llm)
         yield ItemsEvent(items=ranked.items, fallback=ranked.problem is not None, fallback_reason=ranked.problem)
-        sentences: list[str] = []
-        problem = ranked.problem
-        try:
-            for sentence in self.reply_sentences(request, ranked, seen):
-                sentences.append(sentence)
-                yield DeltaEvent(text=(" " if len(sentences) > 1 else "") + sentence)
-        except LLMError as exc:
-            problem = str(exc)
-        response = self._response(ranked, sentences, problem, timer)
-        if not sentences:
-            for line in response.reply.splitlines(keepends=True):
-                yield DeltaEvent(text=line)
-        yield DoneEvent(response=response)
+        parts: list[tuple[str, str, list[int]]] = []
+        errors: list[str] = []
+        for by, sentence, about in self.reply_parts(request, ranked, seen, errors):
+            parts.append((by, sentence, about))
+            yield DeltaEvent(text=(" " if len(parts) > 1 else "") + sentence)
+        yield DoneEvent(response=self._response(ranked, parts, errors[0] if errors else ranked.problem, timer))
 
     def recommend(self, request: TurnRequest, without_llm: str | None = None) -> RecommendationResponse:
         timer = Timer()
         ranked, seen = self._rank(request, timer, without_llm)
-        problem = ranked.problem
-        try:
-            sentences = list(self.reply_sentences(request, ranked, seen))
-        except LLMError as exc:
-            sentences, problem = [], str(exc)
-        return self._response(ranked, sentences, problem, timer)
+        errors: list[str] = []
+        parts = list(self.reply_parts(request, ranked, seen, errors))
+        return self._response(ranked, parts, errors[0] if errors else ranked.problem, timer)
 
     def _rank(self, request: TurnRequest, timer: Timer, without_llm: str | None = None) -> tuple[Ranked, list[str]]:
         retrieved = self.retrieve(request)
@@ -172,14 +193,14 @@ class TurnPipeline:
         timer.mark("rerank_s")
         return Ranked(items, reranked, problem), retrieved.seen
 
-    def _response(self, ranked: Ranked, sentences: list[str], problem: str | None,
+    def _response(self, ranked: Ranked, parts: list[tuple[str, str, list[int]]], problem: str | None,
                   timer: Timer) -> RecommendationResponse:
         llm_configured = self.reranker is not None or self.replier is not None
-        if self.replier is not None and not sentences and problem is None and ranked.items:
+        by_llm = any(by == "llm" for by, _, _ in parts)
+        if self.replier is not None and not by_llm and problem is None and ranked.items:
             problem = "the LLM's reply could not be grounded in the recommended items"
         timer.mark("reply_s")
         return RecommendationResponse(
-            items=ranked.items, reply=" ".join(sentences) if sentences else template_reply(ranked.items,
-                                                                                           self.index.noun),
-            reranked_by="llm" if ranked.reranked else "retriever", reply_by="llm" if sentences else "template",
+            items=ranked.items, reply=" ".join(sentence for _, sentence, _ in parts),
+            reranked_by="llm" if ranked.reranked else "retriever", reply_by="llm" if by_llm else "template",
             fallback=llm_configured and problem is not None, fallback_reason=problem, timings=timer.marks)

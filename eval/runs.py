@@ -73,9 +73,11 @@ def run_protocol(settings: Settings, dataset: str, protocol: str, ranker: str, s
 
 def run_variants(settings: Settings, dataset: str, protocol: str, split: str, variants_spec: str,
                  models: str | None = None, *, tuned: dict[str, Any], limit: int | None = None, requests: int = 4,
-                 progress: bool = True) -> tuple[dict[str, Any], Path]:
+                 benchmark: bool = False, progress: bool = True) -> tuple[dict[str, Any], Path]:
     """Compare prompt/model variants (eval.variants; the first is the baseline) on the same cases through one
-    cached LLM: each variant's summary and its paired bootstrap difference to the baseline on every metric."""
+    cached LLM: each variant's summary and its paired bootstrap difference to the baseline on every metric.
+    Reply variants with `benchmark`: the dataset's intents cases and 60 ReDial seeker openings besides the
+    generated requests (eval.reply_eval)."""
     from agent.assemble import make_configured_llm
     from eval.harness import git_commit, prepare, rank_cases
     from eval.llm_cache import CachedLLM
@@ -102,7 +104,9 @@ def run_variants(settings: Settings, dataset: str, protocol: str, split: str, va
         for label, agent in agents.items():
             rows += rerank_rows(agent, cached, label, cases, shown, progress)
     else:
-        asked = build_requests(prepared.agent, cases, per_kind=requests)
+        asked = build_requests(prepared.agent, cases, per_kind=requests, dataset=dataset,
+                               intents=1000 if benchmark else 0, redial=60 if benchmark else 0,
+                               data_dir=settings.data.data_dir)
         for label, agent in agents.items():
             rows += reply_rows(agent, cached, label, asked, progress, workers=8 if settings.llm.served else 1)
     units = with_request_metrics(rows)
@@ -115,15 +119,19 @@ def run_variants(settings: Settings, dataset: str, protocol: str, split: str, va
                             "adapter": agent.rerank_adapter if kind == "rerank" else agent.reply_adapter,
                             **summarize_variant(mine)}
         if kind == "reply":
-            summaries[label]["distinct_2"] = diversity(mine)
+            summaries[label]["distinct_2_across"] = diversity(mine)
     differences = []
     base = {u["unit"]: u for u in units if u["entry"] == labels[0]}
     for label in labels[1:]:
         other = {u["unit"]: u for u in units if u["entry"] == label}
         shared = [unit for unit in base if unit in other]
-        for metric in base[shared[0]]["metrics"] if shared else []:
-            d = paired_bootstrap([base[u]["metrics"][metric] for u in shared],
-                                 [other[u]["metrics"][metric] for u in shared])
+        metrics = list(dict.fromkeys(m for u in shared for m in base[u]["metrics"]))
+        for metric in metrics:  # over the units both have it for (acknowledged: requests with constraints)
+            both = [u for u in shared if metric in base[u]["metrics"] and metric in other[u]["metrics"]]
+            if not both:
+                continue
+            d = paired_bootstrap([base[u]["metrics"][metric] for u in both],
+                                 [other[u]["metrics"][metric] for u in both])
             differences.append({"entry": label, "baseline": labels[0], "metric": metric, **d.as_dict()})
     result = {"dataset": dataset, "protocol": prepared.split.protocol, "split": split, "ranker": "variants",
               "kind": kind, "users": len(cases), "subset": bool(limit), "baseline": labels[0],

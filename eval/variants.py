@@ -1,7 +1,8 @@
 """Prompt and model variants: what `recagent eval prompts --variants ... --models ...` compares.
 
 A variant is a prompt file version (`rerank_listwise@2`, from prompts/ or settings.prompt_dir), a model
-(`base` or an adapter named in llm.adapters), or both (`rerank_listwise@2:rerank`); `--models` crosses
+(`base`, an adapter named in llm.adapters, or `template`: replies without the LLM), or both
+(`rerank_listwise@2:rerank`); `--models` crosses
 every prompt with every model. The first variant is the baseline. Each variant gets its agent from the
 composition root with its own settings, over the same index and one cached LLM.
 """
@@ -49,7 +50,7 @@ def parse_variants(spec: str, models: str | None, adapters: dict[str, str]) -> l
             prompt, version = match["name"], int(match["version"])
             chosen = [model_part] if model_part else list(model_names)
         for m in chosen:
-            if m is not None and m != "base" and m not in adapters:
+            if m is not None and m not in ("base", "template") and m not in adapters:
                 raise InvalidRequest(f"variant {token!r}: no adapter named {m!r} in llm.adapters "
                                      f"(have: {', '.join(adapters) or 'none'}; 'base' is the model without one)")
             variants.append(Variant(prompt, version, m))
@@ -83,6 +84,9 @@ def variant_settings(settings: Settings, variant: Variant, kind: Kind) -> Settin
 
 
 def variant_agent(base: Agent, settings: Settings, variant: Variant, kind: Kind, llm: CachedLLM) -> Agent:
+    if variant.model == "template":  # the pipeline without an LLM: replies from the evidence alone
+        chosen = variant_settings(settings, Variant(variant.prompt, variant.version, None), kind)
+        return build_agent(chosen, llm=None, index=base.index, encoder=base.encoder)
     return build_agent(variant_settings(settings, variant, kind), llm=llm, index=base.index, encoder=base.encoder)
 
 

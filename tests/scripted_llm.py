@@ -2,15 +2,35 @@
 `transformers_llm`): it replays queued completions and scores labels and continuations in a fixed order.
 
 A subclass that writes its own `complete` keeps the rest: ranking, streaming four characters at a time, no chat.
+A reply may hold `{reason:A}`: the sentence "[A]: <the reason the prompt shows for A>", a true sentence about
+the item, for tests whose LLM must write something grounded.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 
 from agent.llm.base import Message
 
 Scores = Callable[[Sequence[str]], dict[str, float]]
+_REASON = re.compile(r"\{reason:([A-Za-z0-9]{1,3})\}")
+
+
+def reason_sentence(prompt: str, label: str) -> str:
+    """'[A]: <reason>' from the reply prompt's line '[A] Title (1995): <reason>' (the title may hold colons)."""
+    for line in prompt.splitlines():
+        if line.startswith(f"[{label}] "):
+            match = re.match(r"\[[^\]]+\] .*?\(\d{4}\)\)?: (.*)$", line) or re.match(r"\[[^\]]+\] [^:]*: (.*)$", line)
+            if match:
+                return f"[{label}]: {match.group(1)}"
+    return f"[{label}]"
+
+
+def reason_reply(prompt: str) -> str:
+    """A true sentence for every label of the reply prompt."""
+    labels = [line[1:line.index("]")] for line in prompt.splitlines() if line.startswith("[") and "]" in line]
+    return " ".join(reason_sentence(prompt, label) for label in labels)
 
 
 class ScriptedLLM:
@@ -37,12 +57,12 @@ class ScriptedLLM:
                  adapter: str | None = None) -> list[str]:
         self.prompts += prompts
         assert self.replies, "the scripted LLM was asked to write but has no replies"
-        out = []
+        out: list[str] = []
         for _ in prompts:
             reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
             if isinstance(reply, Exception):
                 raise reply
-            out.append(reply)
+            out.append(_REASON.sub(lambda m: reason_sentence(prompts[len(out)], m.group(1)), reply))
         return out
 
     def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],

@@ -33,13 +33,14 @@ def test_without_llm_is_grounded_and_templated(small_agent: Agent) -> None:
 
 
 def test_llm_reorders_and_a_grounded_reply_is_kept(small_agent: Agent) -> None:
-    llm = ScriptedLLM(["[A] is a classic. [B] has the same spirit. [C] rounds it off."], reverse=True)
+    llm = ScriptedLLM(["{reason:A} [B] has the same spirit. {reason:C}"], reverse=True)
     plain = _recommend(small_agent, None, history=tuple(STAR_WARS), k=3)
     response = _recommend(small_agent, llm, history=tuple(STAR_WARS), k=3)
     assert response.reranked_by == "llm" and response.reply_by == "llm" and not response.fallback
     assert [i.id for i in response.items] != [i.id for i in plain.items]
-    assert response.reply.startswith(natural_title(response.items[0].title) + " is a classic.")
-    assert "[A]" not in response.reply
+    assert response.reply.startswith(natural_title(response.items[0].title) + ": "), response.reply
+    assert "[A]" not in response.reply and "same spirit" not in response.reply  # a claim the data cannot carry
+    assert all(natural_title(item.title) in response.reply for item in response.items)  # the rest from evidence
 
 
 @pytest.mark.parametrize("bad", [
@@ -110,16 +111,18 @@ def test_real_llm_recommendation_is_grounded(small_agent: Agent, transformers_ll
 
 
 def test_streamed_reply_sends_grounded_sentences_as_they_come(small_agent: Agent) -> None:
-    llm = ScriptedLLM(["[A] is a classic. Free Money (2024) is better than [B]. [B] is fun too.\n\nextra"])
+    llm = ScriptedLLM(["{reason:A} Free Money (2024) is better than [B]. [B] is a classic.\n\nextra"])
     events = list(agent_with_llm(small_agent, llm).pipeline.events(TurnRequest(history=tuple(STAR_WARS), k=3)))
     kinds = [e.type for e in events]
-    assert kinds[0] == "items" and kinds[-1] == "done" and kinds.count("delta") == 2
+    assert kinds[0] == "items" and kinds[-1] == "done" and kinds.count("delta") == 3  # A's, then B and C's
     assert isinstance(events[0], ItemsEvent) and isinstance(events[-1], DoneEvent)
     items = events[0].items
     deltas = [e.text for e in events if isinstance(e, DeltaEvent)]
-    assert deltas == [f"{items[0].title} is a classic.", f" {items[1].title} is fun too."]
+    assert deltas[0].startswith(f"{natural_title(items[0].title)}: ")
+    assert natural_title(items[1].title) in deltas[1] and natural_title(items[2].title) in deltas[2]
     response = events[-1].response
     assert response.reply == "".join(deltas) and response.reply_by == "llm" and not response.fallback
+    assert "Free Money" not in response.reply and "classic" not in response.reply
 
 
 def test_streamed_reply_falls_back_to_the_template(small_agent: Agent) -> None:
@@ -154,7 +157,7 @@ def test_likelihood_ranking_control_flow(small_agent: Agent) -> None:
     from agent.settings import RerankConfig
 
     likelihood = RerankConfig(method="likelihood")
-    llm = ScriptedLLM(["[A] is a classic."], reverse=True)
+    llm = ScriptedLLM(["{reason:A}"], reverse=True)
     agent = agent_with_llm(small_agent, llm, rerank=likelihood)
     assert isinstance(agent.reranker, LikelihoodReranker) and agent.prompts["rerank"] == "rerank_sequence.v1"
     plain = _recommend(small_agent, None, history=tuple(STAR_WARS), k=20)

@@ -76,8 +76,11 @@ def test_reply_variants_on_a_fixed_request_set(run_prompts: Any) -> None:
     assert result["kind"] == "reply" and list(result["variants"]) == ["reply@2", "reply@901"]
     for summary in result["variants"].values():
         assert summary["units"] == 3  # a known user, free text, constraints
-        assert {"grounded", "accepted_sentences", "items_mentioned", "length_words"} <= set(summary["metrics"])
-        assert 0.0 <= summary["distinct_2"] <= 1.0
-    assert {d["metric"] for d in result["differences"]} >= {"grounded", "accepted_sentences"}
+        assert {"llm_reply", "llm_items", "false_claims", "raw_false_claims", "generic", "acknowledged",
+                "distinct_2", "words_per_item"} <= set(summary["metrics"])
+        assert summary["metrics"]["false_claims"]["value"] == 0.0  # grounded, and the fill-ins are true
+        assert summary["metrics"]["acknowledged"]["value"] == 1.0  # the constrained request
+        assert 0.0 <= summary["distinct_2_across"] <= 1.0
+    assert {d["metric"] for d in result["differences"]} >= {"llm_reply", "false_claims", "acknowledged"}
     rows = [json.loads(line) for line in (Path(result["saved_to"]).parent / "rows.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in rows} == {"user", "free_text", "constraints"}

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from scripted_llm import ScriptedLLM
+from scripted_llm import ScriptedLLM, reason_sentence
 
 from agent.assemble import Agent
 from conftest import agent_with_llm, free_port
@@ -117,7 +117,7 @@ class HeldReply(ScriptedLLM):
     def stream_complete(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = (),
                         adapter: str | None = None) -> Iterator[str]:
         assert self.release.wait(timeout=120), "never released"
-        yield "[A] is a fine pick."
+        yield reason_sentence(prompt, "A")
 
 
 def test_a_stream_gets_keep_alive_pings_while_the_model_is_slow(small_agent: Agent) -> None:
@@ -152,8 +152,9 @@ def test_a_stream_gets_keep_alive_pings_while_the_model_is_slow(small_agent: Age
     assert kinds[:2] == ["event", "data"] and "comment" in kinds  # items first, then pings while held
     events = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
     assert events[0]["type"] == "items" and events[-1]["type"] == "done" and events[-1]["reply_by"] == "llm"
-    assert lines.index(next(line for line in lines if line.startswith(":"))) < lines.index(
-        next(line for line in lines if line.startswith("event: delta")))
+    deltas = [n for n, line in enumerate(lines) if line.startswith("event: delta")]
+    assert '"Five movies that are Animation:"' in lines[deltas[0] + 1]  # the acknowledgment needs no model
+    assert lines.index(next(line for line in lines if line.startswith(":"))) < deltas[1]  # the LLM's after a ping
 
 
 def test_bearer_token(small_agent: Agent) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from scripted_llm import ScriptedLLM
+from scripted_llm import ScriptedLLM, reason_reply
 
 from agent.assemble import build_agent, index_dataset
 from agent.rerank import sequence_texts
@@ -47,8 +47,7 @@ class RecordingLLM(ScriptedLLM):
     def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
                  adapter: str | None = None) -> list[str]:
         self.prompts.extend(prompts)
-        return [" ".join(f"[{label}] is a fine pick number {n}." for n, label in enumerate(_labels(p, "[]"), 1))
-                for p in prompts]
+        return [reason_reply(p) for p in prompts]
 
 
 def _labels(prompt: str, brackets: str) -> list[str]:

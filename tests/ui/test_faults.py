@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from scripted_llm import ScriptedLLM
+from scripted_llm import ScriptedLLM, reason_reply
 
 from agent.assemble import Agent
 from agent.settings import Settings, load_settings
@@ -27,14 +27,13 @@ from ui.auth import requires_token
 
 
 class PoliteLLM(ScriptedLLM):
-    """Ranks in the retriever's order and writes one grounded sentence per label it was shown."""
+    """Ranks in the retriever's order and writes one grounded sentence per label it was shown (its reason)."""
 
     name = "polite"
 
     def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
                  adapter: str | None = None) -> list[str]:
-        return [" ".join(f"[{label}] is a fine pick number {n}." for n, label in enumerate(_labels(p), start=1))
-                for p in prompts]
+        return [reason_reply(p) for p in prompts]
 
 
 def _labels(prompt: str) -> list[str]:
