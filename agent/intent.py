@@ -27,6 +27,7 @@ from agent.understanding import (
     Constraint,
     TitleResolver,
     key,
+    title_key,
 )
 
 MAX_READ_CHARS = 2000  # of a message, read; the rest is ignored (and the Intent says so)
@@ -79,7 +80,8 @@ _LIKED = re.compile(r"\b(?:i (?:really |absolutely |truly |also |just |totally )
                     r"like|enjoy|adore)|loved|liked|enjoyed|big fan of|huge fan of|i'?m a fan of|favou?rite (?:is|was))"
                     rf"\s+(.+?){_END}", re.IGNORECASE)
 _DISLIKED = re.compile(r"\b(?:i (?:really |absolutely |just |totally )?(?:hated|disliked|didn'?t like|did not like|"
-                       r"hate|didn'?t enjoy)|hated|disliked|not a fan of|can'?t stand|couldn'?t stand)"
+                       r"hate|didn'?t enjoy)|hated|disliked|not a fan of|can'?t stand|couldn'?t stand|"
+                       r"not (?:really |that |very |much )?interested in|not (?:really |that |very |much )?into)"
                        rf"\s+(.+?){_END}", re.IGNORECASE)
 _SEEN = re.compile(r"\b(?:i(?:'ve| have)? (?:already |also )?(?:seen|watched)|already (?:seen|watched)|seen)"
                    rf"\s+(.+?){_END}", re.IGNORECASE)
@@ -89,6 +91,28 @@ _REFERENCE = re.compile(r"\b(?:like|similar to|such as|along the lines of|in the
 _NOT_A_REFERENCE = re.compile(r"(?:\bi|'d|\bwould|\bdon'?t|\bdidn'?t|\bdo not|\bdid not|\byou|\bwe|\bthey|"
                               r"\bstuff i|\bwhat i|\bfeel|\blook|\blooks|\bsounds?)\s*$", re.IGNORECASE)
 _LIST_SPLIT = re.compile(r",\s*(?:and\s+)?|\s+and\s+|\s+or\s+|\s*&\s*", re.IGNORECASE)
+_LIST_SPLIT_WORDS = re.compile(r",\s*(?:and\s+)?|\s+and\s+|\s+or\s+", re.IGNORECASE)  # "Tango & Cash" stays whole
+_TITLE_YEAR = re.compile(r"^(.*?)\s*\((\d{4})\)$")
+_DATED_PREFIX = re.compile(r"^(.+?\(\d{4}\))\s+\S")
+_NOT_SEEN = re.compile(r"(?:\bnever|\bnot|n'?t|n;t|\byet to|\byou|\byou ever|\bu|\bif)\s*$", re.IGNORECASE)
+_YEAR_AFTER = re.compile(r"\s*\((\d{4})\)")
+# What a message says of a title right after naming it ("X was really good", "X is one of my favorites", "X, loved
+# it"); a negation among the words in between turns a liked word around ("X was not good").
+_GOOD = (r"good|great|awesome|amazing|excellent|fantastic|funny|hilarious|brilliant|wonderful|perfect|delightful|"
+         r"enjoyable|entertaining|incredible|cute|sweet|(?:even |much |so much )?better|"
+         r"(?:a |such a |an all[- ]time )?classic|the best|"
+         r"(?:one of )?my (?:all[- ]time )?favou?rites?|(?:a )?favou?rite|(?:a )?fave|fun")
+_BAD = (r"bad|terrible|awful|horrible|boring|the worst|stupid|dumb|disappointing|overrated|too silly|too scary|"
+        r"too slow|too long|too violent|too much|meh|lame|not (?:good|great|that good|very good|for me)")
+_VERDICT_AFTER = re.compile(r"\s*(?:\(\d{4}\))?\s*[,!.]?\s*(?:"
+                            r"(?:(?:and\s+|but\s+)?(?:it|that|which|this one|that one)\s+)?"
+                            r"(?:is|was|were|are|'s|has been|will always be|remains|"
+                            rf"looks|sounds|seems)\s+((?:[\w']+\s+){{0,4}}?)({_GOOD}|{_BAD})\b|"
+                            r"(?:,|and|i)\s+(?:i\s+)?(?:really\s+)?(loved|liked|enjoyed|love|hated|disliked)\s+(?:it|that|those|them)\b)",
+                            re.IGNORECASE)
+_BAD_WORDS = re.compile(rf"^(?:{_BAD})$|^hated$|^disliked$", re.IGNORECASE)
+_NOT_LIKING = re.compile(r"\b(?:not|nothing|no|never|anything but)\b[^.,;!?]{0,28}$", re.IGNORECASE)
+_VERDICT_NEGATION = re.compile(r"\b(?:not|never|n't|isn't|wasn't|aren't|weren't|hardly)\b", re.IGNORECASE)
 _TRAILING = re.compile(r"\s+(?:already|before|too|twice|a lot|so much|very much|as well|last night|yesterday|"
                        r"recently|again)$", re.IGNORECASE)
 _ORDINALS = {"first": 0, "1st": 0, "top": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
@@ -113,6 +137,20 @@ _FILLER_TEXT = """
 _FILLER = frozenset(_FILLER_TEXT.split())  # words that alone give the text search nothing to go by
 
 
+def _not_seen(text: str, match: re.Match[str]) -> bool:
+    """A "seen" cue that says the opposite or asks: "I haven't seen X", "I've never watched X", "have you seen X?"."""
+    cue = text[match.start():match.start(1)].lower()
+    before = text[max(0, match.start() - 10):match.start()] + cue.split("seen")[0].split("watched")[0]
+    return bool(_NOT_SEEN.search(before))
+
+
+def _inside_longer(text: str, span: str, others: Iterable[str]) -> bool:
+    """Whether every place the span is written lies inside a longer title written there."""
+    wider = [m.span() for o in others if len(o) > len(span) for m in re.finditer(re.escape(o), text, re.IGNORECASE)]
+    places = [m.span() for m in re.finditer(re.escape(span), text, re.IGNORECASE)]
+    return bool(places) and all(any(a <= s and e <= b for a, b in wider) for s, e in places)
+
+
 def _spans_overlap(start: int, end: int, spans: Iterable[tuple[int, int]]) -> bool:
     return any(start < b and a < end for a, b in spans)
 
@@ -128,6 +166,32 @@ class RulesReader:
         self.vocabulary = vocabulary
         self.resolver = resolver
         self.entries = entries
+        self._by_title_year: dict[tuple[str, int], str] | None = None
+        self._by_title: dict[str, str] | None = None
+
+    def _exact(self, phrase: str) -> str | None:
+        """The item whose title is exactly the phrase (any case): "The Firm" is the catalog's "The Firm" rather
+        than its "The Firm (1993)" when it holds both."""
+        if self._by_title is None:
+            self._by_title = {}
+            for item_id, entry in self.entries.items():
+                self._by_title.setdefault(entry.title.strip().lower(), item_id)
+        return self._by_title.get(phrase.strip().lower())
+
+    def _with_year(self, title: str, year: int) -> str | None:
+        """The catalog item of that title and year ("Groundhog Day (1993)" when the catalog also holds a
+        "Groundhog Day" of another id): a year written after a title decides between same-titled items."""
+        if self._by_title_year is None:
+            index: dict[tuple[str, int], str] = {}
+            for item_id, entry in self.entries.items():
+                written = _TITLE_YEAR.match(entry.title.strip())
+                year_of = int(written.group(2)) if written else self._year(item_id)
+                if year_of is not None:
+                    index.setdefault((title_key(entry.title), year_of), item_id)
+            self._by_title_year = index
+        k = title_key(title)
+        return self._by_title_year.get((k, year)) or (self._by_title_year.get((k[4:], year))
+                                                      if k.startswith("the ") else None)
 
     def read(self, message: str, context: ReadContext) -> Intent:
         dropped: list[str] = []
@@ -140,11 +204,20 @@ class RulesReader:
         claimed: list[tuple[int, int]] = []  # spans whose items are read
         titles: list[str] = []  # title words as written, masked for constraints and years
         buckets: dict[str, list[str]] = {"liked": [], "disliked": [], "seen": [], "references": []}
+        named: list[tuple[str, str]] = []  # (item, the words that name it) for every title read
+        asked_like: list[str] = []  # titles asked more of ("something like X")
 
         def resolve(phrase: str, embed: bool = True) -> str | None:
             ordinal = ORDINAL.fullmatch(phrase.strip())
             if ordinal is not None:
                 return self._ordinal(ordinal, shown)
+            dated = _TITLE_YEAR.match(phrase.strip())
+            if dated is not None:
+                exact = self._with_year(dated.group(1), int(dated.group(2)))
+                if exact is not None:
+                    return exact
+            elif (exact := self._exact(phrase)) is not None:
+                return exact
             return self.resolver.resolve(phrase, embed=embed and phrase[:1].isupper() and len(phrase) >= 4)
 
         for bucket, pattern in (("disliked", _DISLIKED), ("seen", _SEEN), ("liked", _LIKED),
@@ -154,6 +227,8 @@ class RulesReader:
                     continue
                 if bucket == "references" and _NOT_A_REFERENCE.search(text[:match.start()]):
                     continue
+                if bucket == "seen" and _not_seen(text, match):
+                    continue
                 found = self._phrases(match.group(1), resolve)
                 if not found:
                     continue
@@ -161,6 +236,10 @@ class RulesReader:
                     if not any(item in b for b in buckets.values()):
                         buckets[bucket].append(item)
                     titles.append(phrase)
+                    named.append((item, phrase))
+                    negated = _NOT_LIKING.search(text[max(0, match.start() - 40):match.start()])
+                    if bucket == "references" and ORDINAL.fullmatch(phrase.strip()) is None and not negated:
+                        asked_like.append(item)
                 for phrase in self._unknown_titles(match.group(1)):
                     if phrase not in {p for _, p in found}:
                         titles.append(phrase)
@@ -173,10 +252,17 @@ class RulesReader:
                 if pointed is not None and not any(pointed in b for b in buckets.values()):
                     buckets["references"].append(pointed)
                 cut.append((match.start(), match.end()))
-        for item, span in self.resolver.mentioned(text):
+        mentioned = self.resolver.mentioned(text)
+        for item, span in mentioned:
+            if _inside_longer(text, span, [p for _, p in mentioned] + [p for _, p in named]):
+                continue  # "Heat" in "The Heat (2013)", "Rush" in "Rush Hour"
             titles.append(span)
+            after = re.search(re.escape(span) + _YEAR_AFTER.pattern, text, re.IGNORECASE)
+            item = (self._with_year(span, int(after.group(1))) if after else self._exact(span)) or item
             if not any(item in b for b in buckets.values()):
                 buckets["references"].append(item)
+            named.append((item, span))
+        self._verdicts(text, named, asked_like, buckets)
         for span in titles:
             for found_span in re.finditer(re.escape(span) + r"(?:\s*\(\d{4}\))?", text, re.IGNORECASE):
                 cut.append(found_span.span())
@@ -198,6 +284,33 @@ class RulesReader:
                       year_min=year_min, year_max=year_max, correction=bool(CORRECTION.search(text)),
                       residual=self._residual(text, cut), dropped=dropped, reader=self.name)
 
+    def _verdicts(self, text: str, named: list[tuple[str, str]], asked_like: list[str],
+                  buckets: dict[str, list[str]]) -> None:
+        """What the message says of each titled item: a verdict right after its title ("X was great", "X, loved
+        it") makes it liked or disliked; a title asked more of ("something like X") is liked too. Ordinal
+        references ("more like the second one") stay references only."""
+        for item, phrase in named:
+            verdict = None
+            for found in re.finditer(re.escape(phrase), text, re.IGNORECASE):
+                after = _VERDICT_AFTER.match(text, found.end())
+                if after is None:
+                    continue
+                between, word, feeling = after.group(1) or "", after.group(2), after.group(3)
+                bad = bool(_BAD_WORDS.match(feeling or word or ""))
+                if _VERDICT_NEGATION.search(between) and word and not _BAD_WORDS.match(word):
+                    bad = True
+                verdict = "disliked" if bad else "liked"
+            if verdict == "disliked" and item not in buckets["disliked"]:
+                for bucket in ("liked", "references"):
+                    if item in buckets[bucket]:
+                        buckets[bucket].remove(item)
+                buckets["disliked"].append(item)
+            elif verdict == "liked" and item not in buckets["disliked"] and item not in buckets["liked"]:
+                buckets["liked"].append(item)
+        for item in asked_like:  # titles as written; an ordinal is not among them
+            if item in buckets["references"] and item not in buckets["liked"]:
+                buckets["liked"].append(item)
+
     def _phrases(self, words: str, resolve: Callable[[str, bool], str | None]) -> list[tuple[str, str]]:
         """(item, phrase) for the words as one title (exact or fuzzy), else for each list member ("X, Y and Z")
         that names an item (by the embedding too, when written with a capital)."""
@@ -205,12 +318,17 @@ class RulesReader:
         whole = resolve(phrase, False)
         if whole is not None:
             return [(whole, phrase)]
-        out = []
-        for phrase in _LIST_SPLIT.split(words):
-            phrase = _TRAILING.sub("", phrase.strip(" ,"))
-            item = resolve(phrase, True) if phrase else None
-            if item is not None:
-                out.append((item, phrase))
+        out: list[tuple[str, str]] = []
+        for piece in _LIST_SPLIT_WORDS.split(words):
+            piece = _TRAILING.sub("", piece.strip(" ,"))
+            item = resolve(piece, False) if piece else None
+            dated = _DATED_PREFIX.match(piece) if item is None else None
+            if dated is not None and (item := resolve(dated.group(1), False)) is not None:
+                piece = dated.group(1)  # "Hairspray (2007) Do you have anything similar": the title its year ends
+            members = [(item, piece)] if item is not None else [
+                (found, phrase) for phrase in (_TRAILING.sub("", p.strip(" ,")) for p in _LIST_SPLIT.split(piece))
+                if phrase and (found := resolve(phrase, True)) is not None]
+            out += members
         return out
 
     def _unknown_titles(self, words: str) -> list[str]:
