@@ -157,7 +157,7 @@ def dialogue_bootstrap(per_dialogue: Sequence[np.ndarray], samples: int = 1000, 
     stack = np.asarray(per_dialogue, dtype=np.int64)
     if len(stack) < 2:
         accuracy, macro = _batch_metrics(stack.sum(axis=0, keepdims=True) if len(stack) else np.zeros((1, 3, 3)))
-        return {"accuracy": (float(accuracy[0]),) * 2, "macro_f1": (float(macro[0]),) * 2}  # type: ignore[dict-item]
+        return {"accuracy": (float(accuracy[0]),) * 2, "macro_f1": (float(macro[0]),) * 2}
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(stack), size=(samples, len(stack)))
     accuracy, macro = _batch_metrics(stack[draws].sum(axis=1))
@@ -179,6 +179,16 @@ def state_metrics(mentions: Sequence[Mention], bootstrap: int = 1000, seed: int 
     return {**rounded, "per_class": {label: {k: (round(v, 5) if isinstance(v, float) else v) for k, v in c.items()}
                                      for label, c in metrics["per_class"].items()},
             "confusion": {"rows_annotation_columns_state": list(LABELS), "matrix": matrix.tolist()}}
+
+
+def all_liked_baseline(mentions: Sequence[Mention]) -> dict[str, float]:
+    """Accuracy and macro-F1 of a state that says `liked` for every movie the seeker names, whatever the words:
+    the yardstick a reader has to beat on ReDial, where most seeker-named movies are annotated liked."""
+    matrix = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
+    for m in mentions:
+        matrix[LABELS.index(m.expected), 0] += 1
+    metrics = classification_metrics(matrix)
+    return {"accuracy": round(metrics["accuracy"], 5), "macro_f1": round(metrics["macro_f1"], 5)}
 
 
 def evaluate_states(settings: Settings, dataset: str, split: str = "validation", dialogues: Path | None = None,
@@ -207,6 +217,7 @@ def evaluate_states(settings: Settings, dataset: str, split: str = "validation",
               "dialogues_file": str(dialogues) if dialogues else None, "users": scored_dialogues,
               "dialogues": len(chosen), "dialogues_scored": scored_dialogues, "subset": bool(limit),
               "mentions": len(mentions), **state_metrics(mentions, bootstrap),
+              "baseline_all_liked": all_liked_baseline(mentions),
               "counts": {"by_annotation": {label: sum(m.expected == label for m in mentions) for label in LABELS},
                          "by_state": {label: sum(m.predicted == label for m in mentions) for label in LABELS},
                          "not_in_catalog": sum(not m.in_catalog for m in mentions),
@@ -249,6 +260,9 @@ def states_table(result: dict[str, Any]) -> str:
                  f"in {result['dialogues_scored']} of {result['dialogues']} dialogues; {counts['not_in_catalog']} "
                  f"not in the catalog and {counts['not_read']} not read (both scored as not_said); "
                  f"{result['seconds']} s")
+    baseline = result["baseline_all_liked"]
+    lines.append(f"a state saying liked for every named movie: accuracy {baseline['accuracy']:.3f}, macro-F1 "
+                 f"{baseline['macro_f1']:.3f}")
     return "\n".join(lines)
 
 
