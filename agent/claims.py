@@ -93,6 +93,8 @@ here catalog catalogue collection list lineup set mix selection rest
 same similar alike close closer closest near along together too
 good great nice strong solid fine worth worthwhile fun lovely cool decent love
 suited suits suit adds add mix listed marked labelled labeled there goes go both part fairly
+well again comes come brings bring in leans lean just then found here's
+zero no one two three four five six seven eight nine ten eleven twelve
 """)
 NOUNS = _set("movie movies film films artist artists band bands musician musicians song songs track tracks "
                   "album albums item items product products show shows book books title titles thing things "
@@ -208,15 +210,25 @@ class ClaimChecker:
         words = _WORD.findall(lowered)
         i = 0
         nouns = NOUNS | {w.casefold() for w in noun_words}
+        run: list[int] = []  # values in a row ("Comedy, Drama or Romance": one claim, any of them)
+        run_or = False
+        last_value_end = -2
         while i < len(words):
             matched = False
             for n in range(min(self._longest, len(words) - i), 0, -1):
                 phrase = " ".join(words[i:i + n])
                 if phrase in self.terms:
                     before = words[max(0, i - NEGATION_REACH):i]
+                    joined = i == last_value_end or (i == last_value_end + 1 and words[i - 1] in ("or", "and"))
+                    if not joined:
+                        self._close(found, run, run_or)
+                        run, run_or = [], False
+                    run_or = run_or or (joined and words[i - 1] == "or")
+                    run.append(len(found.values))
                     found.values.append((self.terms[phrase], any(w in NEGATIONS for w in before)))
                     found.content_words += 1
                     i += n
+                    last_value_end = i
                     matched = True
                     break
             if matched:
@@ -235,7 +247,18 @@ class ClaimChecker:
                 found.unsupported.append(word)
                 found.content_words += 1
             i += 1
+        self._close(found, run, run_or)
         return found
+
+    @staticmethod
+    def _close(found: Claims, run: list[int], run_or: bool) -> None:
+        """Values joined by "or" are one claim: the item has one of them (or, negated, none of them)."""
+        if run_or and len(run) > 1:
+            keys = frozenset().union(*(found.values[n][0] for n in run))
+            negated = found.values[run[0]][1]
+            for n in sorted(run, reverse=True):
+                del found.values[n]
+            found.values.append((keys, negated))
 
     def problem(self, text: str, facts: Sequence[ItemFacts], noun_words: Sequence[str] = ()) -> str | None:
         """Why a sentence about these items (titles and labels taken out of `text`) states something their

@@ -132,7 +132,10 @@ def acknowledgment(items: Sequence[Recommendation], filters: Mapping[str, Any] |
     if not (wanted or either or unwanted or ranges):
         return None
     n = len(items)
-    head = f"{NUMBERS[n] if n < len(NUMBERS) else n} {_plural(noun, n)}"
+    count = NUMBERS[n] if n < len(NUMBERS) else str(n)
+    opening = _turn("".join(i.id for i in items)) % 3
+    head = (f"{count} {_plural(noun, n)}", f"Here are {count.lower()} {_plural(noun, n)}",
+            f"I found {count.lower()} {_plural(noun, n)}")[opening]
     parts = []
     described = [*([_join(wanted)] if wanted else []), *either]
     if described:
@@ -186,34 +189,67 @@ def _other_values(e: ItemEvidence) -> tuple[str, ...]:
     return tuple(v for v in e.values if v not in e.shared and v not in e.asked)
 
 
-FRAMES: list[tuple[str, Frame]] = [
-    ("co-also", lambda e, n: f"People who liked {_co(e)} also liked {e.title}." if e.co_liked else None),
-    ("co-kind", lambda e, n: f"{e.title}, {_kind(e.values, n)}, is also liked by people who liked {_co(e)}."
+def _is(e: ItemEvidence, *kinds: str) -> bool:
+    return e.popularity in kinds
+
+
+# (kind, name, frame): a kind is tried before the next; within a kind the phrasings rotate with the item, so
+# replies differ from each other, and no two items of one reply share a frame.
+FRAMES: list[tuple[str, str, Frame]] = [
+    ("co", "co-also", lambda e, n: f"People who liked {_co(e)} also liked {e.title}." if e.co_liked else None),
+    ("co", "co-kind", lambda e, n: f"{e.title}, {_kind(e.values, n)}, is also liked by people who liked {_co(e)}."
      if e.co_liked and e.values else None),
-    ("co-if", lambda e, n: f"If {_co(e)} suited you, {e.title} is one its fans liked too." if e.co_liked else None),
-    ("co-same", lambda e, n: f"{e.title} goes with {_co(e)}: the same people liked both." if e.co_liked else None),
-    ("shared-like", lambda e, n: f"Like {e.holder}, {e.title} is {_join(e.shared)}."
+    ("co", "co-if", lambda e, n: f"If {_co(e)} suited you, {e.title} is one its fans liked too."
+     if e.co_liked else None),
+    ("co", "co-same", lambda e, n: f"{e.title} goes with {_co(e)}: the same people liked both."
+     if e.co_liked else None),
+    ("co", "co-well", lambda e, n: f"Fans of {_co(e)} often liked {e.title} as well." if e.co_liked else None),
+    ("co", "co-among", lambda e, n: f"Among people who liked {_co(e)}, {e.title} is a common next pick."
+     if e.co_liked else None),
+    ("shared", "shared-like", lambda e, n: f"Like {e.holder}, {e.title} is {_join(e.shared)}."
      if e.shared and e.holder else None),
-    ("shared-with", lambda e, n: f"{e.title} shares {_join(e.shared)} with {e.holder}, one of yours."
+    ("shared", "shared-with", lambda e, n: f"{e.title} shares {_join(e.shared)} with {e.holder}, one of yours."
      if e.shared and e.holder else None),
-    ("asked-as", lambda e, n: f"{e.title} is {_join(e.asked)}, as you asked." if e.asked else None),
-    ("asked-for", lambda e, n: f"For {_join(e.asked)}, there is {e.title}." if e.asked else None),
-    ("values-popular", lambda e, n: f"{e.title} is {_kind(e.values, n)}, and a popular one here."
-     if e.values and e.popularity in ("popular", "very popular") else None),
-    ("values-niche", lambda e, n: f"{e.title} is a lesser-known {_join(e.values)} pick."
-     if e.values and e.popularity == "niche" else None),
-    ("values-kind", lambda e, n: f"{e.title} is {_kind(e.values, n)}." if e.values else None),
-    ("values-listed", lambda e, n: f"{e.title} is listed as {_join(e.values)} here." if e.values else None),
-    ("values-also", lambda e, n: (f"{e.title} adds {_join(_other_values(e))} to the mix.")
+    ("shared", "shared-same", lambda e, n: f"{e.title} is {_join(e.shared)}, the same as {e.holder}."
+     if e.shared and e.holder else None),
+    ("shared", "shared-just", lambda e, n: f"{e.title} is {_join(e.shared)} too, just like {e.holder}."
+     if e.shared and e.holder else None),
+    ("asked", "asked-as", lambda e, n: f"{e.title} is {_join(e.asked)}, as you asked." if e.asked else None),
+    ("asked", "asked-for", lambda e, n: f"For {_join(e.asked)}, there is {e.title}." if e.asked else None),
+    ("asked", "asked-fits", lambda e, n: f"{e.title} fits the {_join(e.asked)} you asked for." if e.asked else None),
+    ("values", "values-popular", lambda e, n: f"{e.title} is {_kind(e.values, n)}, and a popular one here."
+     if e.values and _is(e, "popular", "very popular") else None),
+    ("values", "values-popular-2", lambda e, n: f"{e.title}, {_kind(e.values, n)}, is popular here."
+     if e.values and _is(e, "popular", "very popular") else None),
+    ("values", "values-niche", lambda e, n: f"{e.title} is a lesser-known {_join(e.values)} pick."
+     if e.values and _is(e, "niche") else None),
+    ("values", "values-known", lambda e, n: f"{e.title} is a fairly well-known {_join(e.values)} {n}."
+     if e.values and _is(e, "known") else None),
+    ("values", "values-kind", lambda e, n: f"{e.title} is {_kind(e.values, n)}." if e.values else None),
+    ("values", "values-listed", lambda e, n: f"{e.title} is listed as {_join(e.values)} here." if e.values else None),
+    ("values", "values-adds", lambda e, n: f"{e.title} adds {_join(_other_values(e))} to the mix."
      if _other_values(e) else None),
-    ("popular-most", lambda e, n: f"{e.title} is one of the most popular {_plural(n, 2)} here."
-     if e.popularity == "very popular" else None),
-    ("popular", lambda e, n: f"{e.title} is a popular {n} here." if e.popularity == "popular" else None),
-    ("known", lambda e, n: f"{e.title} is a fairly well-known {n} here." if e.popularity == "known" else None),
-    ("niche", lambda e, n: f"{e.title} is a lesser-known {n} here." if e.popularity == "niche" else None),
-    ("new", lambda e, n: f"{e.title} is new here." if e.popularity == "new" else None),
-    ("plain", lambda e, n: f"There is also {e.title}."),
+    ("values", "values-brings", lambda e, n: f"{e.title} brings in {_join(e.values)}." if e.values else None),
+    ("values", "values-then", lambda e, n: f"Then there is {e.title}, with {_join(e.values)}." if e.values else None),
+    ("values", "values-in", lambda e, n: f"There is {_join(e.values)} in {e.title}." if e.values else None),
+    ("values", "values-leans", lambda e, n: f"{e.title} leans {_join(e.values)}." if e.values else None),
+    ("popularity", "popular-most", lambda e, n: f"{e.title} is one of the most popular {_plural(n, 2)} here."
+     if _is(e, "very popular") else None),
+    ("popularity", "popular-among", lambda e, n: f"{e.title} is among the most popular {_plural(n, 2)} here."
+     if _is(e, "very popular") else None),
+    ("popularity", "popular", lambda e, n: f"{e.title} is a popular {n} here."
+     if _is(e, "popular", "very popular") else None),
+    ("popularity", "known", lambda e, n: f"{e.title} is a fairly well-known {n} here." if _is(e, "known") else None),
+    ("popularity", "niche", lambda e, n: f"{e.title} is a lesser-known {n} here." if _is(e, "niche") else None),
+    ("popularity", "new", lambda e, n: f"{e.title} is new here." if _is(e, "new") else None),
+    ("plain", "plain", lambda e, n: f"There is also {e.title}."),
 ]
+KINDS = ("co", "shared", "asked", "values", "popularity", "plain")
+
+
+def _turn(item_id: str) -> int:
+    """A stable number per item (not Python's salted hash): where its phrasings start."""
+    return sum(ord(c) * (i + 1) for i, c in enumerate(item_id))
 
 
 def item_sentences(index: LoadedIndex, items: Sequence[Recommendation], acknowledged: bool = False,
@@ -221,15 +257,19 @@ def item_sentences(index: LoadedIndex, items: Sequence[Recommendation], acknowle
     """(item id, sentence) per item, each in a frame not used before in this reply (`used` is updated). With
     the constraints already acknowledged, the asked-for values are said only when nothing else is known."""
     used = set() if used is None else used
+    kinds = [k for k in KINDS if not (acknowledged and k == "asked")] + (["asked"] if acknowledged else [])
     out = []
     for item in items:
         e = item_evidence(index, item)
-        options = [(name, frame(e, index.noun)) for name, frame in FRAMES]
-        ranked = [(n, s) for n, s in options if s is not None and not (acknowledged and n.startswith("asked"))]
-        ranked += [(n, s) for n, s in options if s is not None and acknowledged and n.startswith("asked")]
-        pick = next(((n, s) for n, s in ranked if n not in used), ranked[-1] if ranked else ("plain", e.title))
+        start = _turn(item.id)
+        ranked: list[tuple[str, str]] = []
+        for kind in kinds:
+            mine = [(name, frame(e, index.noun)) for k, name, frame in FRAMES if k == kind]
+            mine = mine[start % len(mine):] + mine[: start % len(mine)]
+            ranked += [(name, text) for name, text in mine if text is not None]
+        pick = next(((n, t) for n, t in ranked if n not in used), ranked[-1] if ranked else ("plain", e.title))
         used.add(pick[0])
-        out.append((item.id, str(pick[1])))
+        out.append((item.id, pick[1]))
     return out
 
 

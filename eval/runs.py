@@ -77,7 +77,7 @@ def run_variants(settings: Settings, dataset: str, protocol: str, split: str, va
     """Compare prompt/model variants (eval.variants; the first is the baseline) on the same cases through one
     cached LLM: each variant's summary and its paired bootstrap difference to the baseline on every metric.
     Reply variants with `benchmark`: the dataset's intents cases and 60 ReDial seeker openings besides the
-    generated requests (eval.reply_eval)."""
+    generated requests (eval.reply_eval); `limit` then keeps an even sample of that many requests."""
     from agent.assemble import make_configured_llm
     from eval.harness import git_commit, prepare, rank_cases
     from eval.llm_cache import CachedLLM
@@ -94,7 +94,7 @@ def run_variants(settings: Settings, dataset: str, protocol: str, split: str, va
     started = time.perf_counter()
     prepared = prepare(settings, dataset, protocol, progress=progress)
     cases = prepared.split.cases(split)
-    cases = cases[:limit] if limit else cases
+    cases = cases[:limit] if limit and not (benchmark and kind == "reply") else cases
     cached = CachedLLM(llm, settings.runs_dir / "cache" / "llm.sqlite")
     agents = {v.label: variant_agent(prepared.agent, settings, v, kind, cached) for v in variants}
     rows: list[dict[str, Any]] = []
@@ -107,6 +107,9 @@ def run_variants(settings: Settings, dataset: str, protocol: str, split: str, va
         asked = build_requests(prepared.agent, cases, per_kind=requests, dataset=dataset,
                                intents=1000 if benchmark else 0, redial=60 if benchmark else 0,
                                data_dir=settings.data.data_dir)
+        if limit and benchmark and len(asked) > limit:  # an even sample of the set, every kind in it
+            step = len(asked) / limit
+            asked = [asked[int(n * step)] for n in range(limit)]
         for label, agent in agents.items():
             rows += reply_rows(agent, cached, label, asked, progress, workers=8 if settings.llm.served else 1)
     units = with_request_metrics(rows)

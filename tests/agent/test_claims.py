@@ -28,6 +28,8 @@ def test_values_years_and_popularity_are_checked_on_the_cited_item() -> None:
     assert "horror" in str(g.problem("[A] is a scary movie."))
     assert "thriller" in str(g.problem("[A] is a thriller."))
     assert g.problem("[B] has no Comedy in it, and it is a thriller.") is None
+    assert g.problem("[A] is Horror or Comedy.") is None and g.problem("[A] is Horror and Comedy.") is not None
+    assert g.problem("[B] is Crime, Drama or Horror.") is None and g.problem("[B] is Drama or Horror.") is not None
     assert "not 'comedy'" in str(g.problem("[A] is nothing like a comedy."))
     assert "1997" in str(g.problem("[A] came out in 1997."))
     assert "1980s" in str(g.problem("[B] is a crime movie from the 80s."))
@@ -71,11 +73,12 @@ def test_the_acknowledgment_names_only_what_every_item_meets() -> None:
     items = [_item("1", "Toy Story (1995)", ["Animation", "Comedy"], 1995),
              _item("2", "Up (2009)", ["Animation", "Comedy", "Adventure"], 2009)]
     filters = {"genres": {"$all": ["Animation", "Comedy"], "$nin": ["Horror"]}, "year": {"$lte": 2010}}
-    assert acknowledgment(items, filters, "movie") == \
-        "Two movies that are Animation and Comedy, none of them Horror, from 2010 or earlier:"
+    ack = str(acknowledgment(items, filters, "movie"))
+    assert ack.startswith(("Two movies ", "Here are two movies ", "I found two movies ")), ack
+    assert ack.endswith(" movies that are Animation and Comedy, none of them Horror, from 2010 or earlier:"), ack
     assert acknowledgment(items, {"genres": {"$all": ["Adventure"]}}, "movie") is None  # Toy Story is not
-    assert acknowledgment(items, {"genres": {"$in": ["Drama", "Comedy"]}, "year": {"$gte": 1990, "$lt": 2011}},
-                          "movie") == "Two movies that are Drama or Comedy, from 1990 to 2010:"
+    assert str(acknowledgment(items, {"genres": {"$in": ["Drama", "Comedy"]}, "year": {"$gte": 1990, "$lt": 2011}},
+                              "movie")).endswith("movies that are Drama or Comedy, from 1990 to 2010:")
     assert acknowledgment(items, None, "movie") is None
     assert constraints_of({"year": {"$gt": 2010}})[0].low == 2011
 
@@ -86,7 +89,8 @@ def test_template_replies_use_a_new_frame_for_every_item(small_agent: Agent) -> 
     response = small_agent.pipeline.recommend(request)
     assert response.reply_by == "template" and len(response.items) == 8
     reply = response.reply
-    assert reply.startswith("Eight movies that are Comedy:"), reply
+    assert reply.split(":")[0] in ("Eight movies that are Comedy", "Here are eight movies that are Comedy",
+                                   "I found eight movies that are Comedy"), reply
     sentences = item_sentences(index, response.items, acknowledged=True)
     frames = [frame(s, [i.title for i in response.items], CHECKER) for _, s in sentences]
     assert len(set(frames)) == len(frames), frames
@@ -97,4 +101,4 @@ def test_template_replies_use_a_new_frame_for_every_item(small_agent: Agent) -> 
         assert checker.problem(text, [facts], ("movie", "movies")) is None, sentence
         assert not content_free(sentence, [item.title], checker, ("movie",), facts.own_titles), sentence
     assert "Matrix, The" not in reply and template_reply(index, []).startswith("I found no movie")
-    assert len(FRAMES) >= 12
+    assert len(FRAMES) >= 25

@@ -153,7 +153,7 @@ def test_a_stream_gets_keep_alive_pings_while_the_model_is_slow(small_agent: Age
     events = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
     assert events[0]["type"] == "items" and events[-1]["type"] == "done" and events[-1]["reply_by"] == "llm"
     deltas = [n for n, line in enumerate(lines) if line.startswith("event: delta")]
-    assert '"Five movies that are Animation:"' in lines[deltas[0] + 1]  # the acknowledgment needs no model
+    assert 'movies that are Animation:"' in lines[deltas[0] + 1]  # the acknowledgment needs no model
     assert lines.index(next(line for line in lines if line.startswith(":"))) < deltas[1]  # the LLM's after a ping
 
 
