@@ -6,7 +6,8 @@ dropped when it cites no label or an unknown one, names any other catalog title 
 an earlier sentence, or only cites items an earlier sentence already covered; and, given the items' facts
 (agent.claims), when it states something their evidence does not have (a value, a year, a title, a relation
 such as "fans of X" for an X the user did not like, a popularity), says nothing about its item, or uses the
-sentence frame of another item's sentence. Generation stops early once the first sentences all fail.
+sentence frame of another item's sentence. Generation stops after refused sentences in a row, or once
+every item has its sentence.
 Items left without a sentence get one written from their evidence (agent.compose), and so does the whole
 reply when nothing grounded remains; neither ever quotes the user.
 """
@@ -120,7 +121,9 @@ class Grounding:
         for name in named:
             if not any(name in a or a in name for a in own | mine):
                 return "names a title this item's evidence does not have"
-        titles = [*self.shown.values(), *(t for f in cited for t in f.own_titles), *self.evidence_titles]
+        # only the cited items' own titles and theirs come out: another recommendation named without its
+        # year ("fans of Aladdin") stays in, as words the evidence does not carry
+        titles = [*(f.title for f in cited), *(t for f in cited for t in f.own_titles)]
         text = strip_titles(_LABEL.sub(" ", sentence), titles)
         problem = self.checker.problem(text, cited, self.noun_words)
         if problem is not None:
@@ -168,7 +171,7 @@ class ReplyWriter:
 
     def __init__(self, llm: LLM, template: PromptTemplate, catalog_titles: Sequence[str], noun: str = "item",
                  adapter: str | None = None, max_items: int = 5, max_tokens: int = 160, give_up_after: int = 2,
-                 attempts: int = 2) -> None:
+                 attempts: int = 1) -> None:
         self.llm = llm
         self.template = template
         self.catalog_titles = catalog_titles
@@ -208,7 +211,8 @@ class ReplyWriter:
                 return
 
     def _attempt(self, prompt: str, grounding: Grounding) -> Iterator[str]:
-        """Accepted sentences, labels kept."""
+        """Accepted sentences, labels kept. Generation stops once every shown item has its sentence, or after
+        `give_up_after` refused sentences in a row (the items left get theirs from the evidence)."""
         buffer, failed, accepted = "", 0, 0
         pieces = self.llm.stream_complete(prompt, max_tokens=self.max_tokens, stop=["\n\n\n"], adapter=self.adapter)
         try:
@@ -220,11 +224,14 @@ class ReplyWriter:
                         continue
                     if grounding.accept(sentence):
                         accepted += 1
+                        failed = 0
                         yield sentence
+                        if set(grounding.shown) <= grounding.cited:
+                            return  # every item has its sentence
                     else:
                         failed += 1
-                        if not accepted and failed >= self.give_up_after:
-                            return  # the first sentences are all ungrounded: stop generating
+                        if failed >= self.give_up_after:
+                            return  # refused sentences in a row: stop generating
             rest = buffer.strip()
             if rest and grounding.accept(rest):
                 yield rest

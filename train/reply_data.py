@@ -1,13 +1,14 @@
 """Training examples for the reply writer: the agent's own reply prompt, and a reply the grounding check
-accepts (one short sentence per item, citing it by its label, using the evidence shown).
+accepts with every claim checked on the items' facts (agent.claims): one sentence per item, citing it by its
+label, each in a frame no other item of the reply uses.
 
 The prompts come from the real pipeline (retrieval and evidence over the training part of `loo`), for
 requests in real language where we have it: seekers' messages in ReDial's training dialogues, and
-known MovieLens users (whose request is their recent items). The sentences come from real language too:
-ReDial recommenders' sentences about one movie (when they name no person, no other title and no
-recency), used for that movie or for movies with every genre the sentence names, and templates that
-put the shown evidence into words with MovieLens users' own tags. Every target passes the same
-grounding check the agent applies, or it is not used.
+known MovieLens users (whose request is their recent items). The sentences are ReDial recommenders' own
+(about one movie, naming no person, no other title and no recency) where the claim check finds nothing in
+them the item's evidence lacks, and otherwise the evidence put into words by agent.compose's frames (the
+user's items it goes with, the values it shares with them, the constraints it meets, its values, its
+popularity here). Every target passes the check the agent applies, or it is not used.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.assemble import Agent
+from agent.claims import ClaimChecker, ItemFacts
+from agent.compose import item_sentences
 from agent.dialogue import title_key
 from agent.events import Recommendation, TurnRequest
 from agent.respond import Grounding, reply_prompt
 from agent.turn import reply_request
 from core.labels import LABELS
+from core.titles import natural_title as natural_title_with_year
 from prompts.loader import PromptTemplate
 from train.jsonl import read_examples, write_examples
 
@@ -168,51 +172,26 @@ class SentenceMaker:
                 for t, named in self.by_values[other] if named <= values]  # generic ones ("a classic") too
         return self.rng.choice(pool) if pool else None
 
-    def evidence_sentence(self, item: Recommendation, asked: bool) -> str:
-        entries = self.agent.index.entries
-        liked = [natural_title(entries[e].title) for e in item.evidence if e in entries]
-        shared = [e.split(":", 1)[1] for e in item.evidence if ":" in e and e.split(":", 1)[0] == self.attribute]
-        tags = [t for t in entries[item.id].attributes.get("tags", []) if 3 <= len(t) <= 24 and t.islower()] \
-            if item.id in entries else []
-        noun = self.noun
-        options: list[str] = []
-        if liked:
-            h = liked[0]
-            options += [f"If you liked {h}, you will probably enjoy {{L}} too.", f"Fans of {h} tend to love {{L}}.",
-                        f"{{L}} is a favourite among people who liked {h}.",
-                        f"{{L}} is a natural next step after {h}."]
-            if len(liked) > 1:
-                options.append(f"People who enjoyed {h} and {liked[1]} also liked {{L}}.")
-        if shared:
-            v = shared[0]
-            options += [f"{{L}} brings the {v.lower()} side you seem to like.", f"For more {v.lower()}, try {{L}}.",
-                        f"{{L}} is a {v.lower()} {noun} in the spirit of your favourites."]
-            if len(shared) > 1:
-                options.append(f"{{L}} mixes {shared[0].lower()} and {shared[1].lower()}, like much of your list.")
-        if tags:
-            pick = self.rng.sample(tags, min(2, len(tags)))
-            options += [f"People describe {{L}} as {' and '.join(pick)}.", f"Expect something {pick[0]} from {{L}}."]
-        if asked:
-            options += ["{L} fits what you asked for.", "{L} should be just what you are looking for.",
-                        f"For your request, {{L}} is a strong {noun} to try."]
-        if not options:
-            a_noun = f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
-            options = [f"{{L}} is {a_noun} many people with your taste enjoy.", "You might like {L} as well.",
-                       "{L} is worth a look."]
-        return self.rng.choice(options)
-
-    def reply(self, items: Sequence[Recommendation], asked: bool) -> str:
+    def reply(self, items: Sequence[Recommendation], asked: bool, grounding: Grounding | None = None) -> str:
+        """One sentence per item: a ReDial sentence where `grounding` (with the items' facts) finds it true and
+        new, else the item's evidence in a frame not used yet in this reply."""
         sentences: list[str] = []
         used: set[str] = set()
+        index = self.agent.index
         for label, item in zip(LABELS, items, strict=False):
-            template = ""
-            for _ in range(6):  # a template is used once per reply: replies should not repeat themselves
-                found = self.redial_sentence(item.id) if self.rng.random() < 0.5 else None
-                template = found or self.evidence_sentence(item, asked)
-                if template not in used:
-                    break
-            used.add(template)
-            sentences.append(template.replace("{L}", f"[{label}]"))
+            found = self.redial_sentence(item.id) if self.rng.random() < 0.5 else None
+            candidate = found.replace("{L}", f"[{label}]") if found else None
+            if candidate is not None and grounding is not None and grounding.accept(candidate):
+                sentences.append(candidate)
+                continue
+            rotation = self.rng.randrange(1000)  # the frames' start, so targets vary over the examples
+            (_, sentence), = item_sentences(index, [item.model_copy(update={"id": f"{item.id}#{rotation}"})],
+                                            used=used)
+            title = natural_title_with_year(item.title)
+            sentence = sentence.replace(title, f"[{label}]", 1)
+            if grounding is not None:
+                grounding.accept(sentence)
+            sentences.append(sentence)
         return " " + " ".join(sentences)
 
 
@@ -226,6 +205,7 @@ def reply_examples(agent: Agent, template: PromptTemplate, dialogues_path: Path,
     requests = seeker_requests(dialogues, mapping, agent)
     users = agent.index.store.user_ids()
     titles = list(agent.index.titles.values())
+    checker = ClaimChecker.for_index(agent.index)
     examples: list[ReplyExample] = []
     attempts = 0
     while len(examples) < count and attempts < count * 5:
@@ -244,12 +224,18 @@ def reply_examples(agent: Agent, template: PromptTemplate, dialogues_path: Path,
         seen = list(agent.index.user_history(turn.user)[0]) if turn.user else list(turn.history)
         request = reply_request(agent.index, turn.query, seen)
         shown, prompt = reply_prompt(template, agent.index.noun, request, response.items)
-        target = maker.reply(response.items, asked=turn.query is not None)
         cited = [agent.index.entries[e].title for i in response.items for e in i.evidence if e in agent.index.entries]
-        grounding = Grounding(shown, titles, cited, template.render(noun=agent.index.noun, request="", items=[]),
-                              turn.query or "")
+        facts = [ItemFacts.of(agent.index, item) for item in response.items]
+
+        arguments = (shown, titles, cited, template.render(noun=agent.index.noun, request="", items=[]),
+                     turn.query or "")
+        options = {"facts": dict(zip(shown, facts, strict=False)), "checker": checker,
+                   "noun_words": (agent.index.noun, agent.index.noun + "s")}
+        target = maker.reply(response.items, asked=turn.query is not None,
+                             grounding=Grounding(*arguments, **options))  # type: ignore[arg-type]
         sentences = re.split(r"(?<=[.!?])\s+", target.strip())
-        if len(sentences) != len(response.items) or not all(grounding.accept(s) for s in sentences):
+        final = Grounding(*arguments, **options)  # type: ignore[arg-type]
+        if len(sentences) != len(response.items) or not all(final.accept(s) for s in sentences):
             continue  # a target the agent's own check would refuse is no example
         examples.append(ReplyExample(prompt, target, source))
     return examples

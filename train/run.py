@@ -124,7 +124,7 @@ def run_reply(settings: Settings, run: ReplyRun, progress: bool = True, embedder
     redial = settings.data.data_dir / "redial"
     train_dialogues = run.dialogues or redial / "train_data_sample500.jsonl"
     valid_dialogues = run.validation_dialogues or redial / "valid_data_sample100.jsonl"
-    key = f"{template.id}-{prepared.data_hash}-{run.examples}-{run.validation_examples}-{run.train.seed}-v1"
+    key = f"{template.id}-{prepared.data_hash}-{run.examples}-{run.validation_examples}-{run.train.seed}-v2"
     cache = Path("var") / "train" / f"{run.dataset}-reply-{key}"
     if (cache / "train.jsonl").exists():
         examples, validation = load_reply_examples(cache / "train.jsonl"), load_reply_examples(cache / "valid.jsonl")

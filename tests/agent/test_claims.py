@@ -50,6 +50,7 @@ def test_titles_and_relations_must_be_the_users_own() -> None:
     assert g.problem("People who liked The Town (2010) also liked [B].") is None
     assert "title" in str(g.problem("People who liked The Town (2010) also liked [A]."))  # not in A's evidence
     assert "another recommendation" in str(g.problem("Fans of [A] will like [B]."))
+    assert g.problem("[B] is a favourite among fans of Toy Story.") is not None  # another recommendation
     assert g.problem("People who liked The Matrix (1999) also liked [B].") is not None
 
 

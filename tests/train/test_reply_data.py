@@ -34,3 +34,5 @@ def test_examples_pass_the_agents_own_grounding(small_agent: Agent, data_dir: Pa
         assert cited == labels  # one sentence per item, in order
         assert len(re.split(r"(?<=[.!?])\s+", e.target.strip())) == len(labels)
     assert len({e.target for e in examples}) >= 0.75 * len(examples)  # varied, short ones may repeat
+    for word in ("classic", "strong", "favourite", "natural next step", "worth a look"):  # no empty or false frames
+        assert not any(word in e.target for e in examples), word
