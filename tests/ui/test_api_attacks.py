@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from scripted_llm import ScriptedLLM
+from scripted_llm import ScriptedLLM, reason_sentence
 
 from agent.assemble import Agent
 from agent.settings import ApiConfig
@@ -148,7 +148,7 @@ class BlockingLLM(ScriptedLLM):
 
     def complete(self, prompts: Sequence[str], max_tokens: int = 64, stop: Sequence[str] = (),
                  adapter: str | None = None) -> list[str]:
-        return ["[A] is a fine pick." for _ in prompts]
+        return [reason_sentence(p, "A") for p in prompts]
 
 
 def test_a_turn_that_queued_past_its_budget_is_answered_without_the_llm(small_agent: Agent) -> None:
