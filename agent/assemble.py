@@ -172,7 +172,8 @@ class Agent:
         return {"namespace": self.namespace, "llm": self.llm.name if self.llm else None,
                 "backend": self.settings.llm.backend if self.llm else "none",
                 "rerank_adapter": self.rerank_adapter, "reply_adapter": self.reply_adapter, "prompts": self.prompts,
-                "rerank_blend": self.reranker.blend if self.reranker else None}
+                "rerank_blend": self.reranker.blend if self.reranker else None,
+                "rerank_in_conversations": bool(self.reranker) and self.settings.rerank.in_conversations}
 
     def warm(self) -> float:
         """Load what turns would load lazily (servers call this before they accept requests); seconds taken."""
@@ -242,7 +243,7 @@ def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | No
                               settings.reply.max_items, settings.reply.max_tokens)
     pipeline = TurnPipeline(recommender, reranker, replier, settings.rerank.candidates)
     store = conversations or open_conversation_store(settings.conversations, namespace)
-    dialogue = ConversationAgent(pipeline, store,
-                                 CatalogVocabulary(index, encoder), turn_wait_s=settings.api.turn_wait_s)
+    dialogue = ConversationAgent(pipeline, store, CatalogVocabulary(index, encoder),
+                                 turn_wait_s=settings.api.turn_wait_s, rerank=settings.rerank.in_conversations)
     return Agent(settings, namespace, index, recommender, pipeline, dialogue, encoder, llm, rerank_adapter,
                  reply_adapter, prompts)

@@ -37,7 +37,7 @@ class ConversationAgent:
 
     def __init__(self, pipeline: TurnPipeline, store: ConversationStore,
                  vocabulary: CatalogVocabulary | None = None, k: int = 5, turn_wait_s: float = 30.0,
-                 reader: IntentReader | None = None) -> None:
+                 reader: IntentReader | None = None, rerank: bool = False) -> None:
         self.pipeline = pipeline
         self.store = store
         self.vocabulary = vocabulary or CatalogVocabulary(pipeline.index, pipeline.recommender.context.encoder)
@@ -45,6 +45,7 @@ class ConversationAgent:
         self.reader: IntentReader = reader or RulesReader(self.vocabulary, self.resolver, pipeline.index.entries)
         self.k = k
         self.turn_wait_s = turn_wait_s
+        self.rerank = rerank  # turns call the pipeline's reranker (rerank.in_conversations)
         self._locks: dict[str, tuple[threading.Lock, int]] = {}  # the lock and how many hold or wait for it
         self._locks_guard = threading.Lock()
 
@@ -248,7 +249,8 @@ class ConversationAgent:
     def respond(self, conversation_id: str, message: str, without_llm: str | None = None) -> RecommendationResponse:
         with self.turn_lock(conversation_id):
             state, request, intent = self._begin(conversation_id, message)
-            response = self.pipeline.recommend(request, without_llm).model_copy(update={"intent": intent})
+            response = self.pipeline.recommend(request, without_llm, self.rerank).model_copy(
+                update={"intent": intent})
             self._finish(state, response)
         return response
 
@@ -258,7 +260,7 @@ class ConversationAgent:
         `without_llm` (why) answers from the retriever alone (TurnPipeline.events)."""
         with self.turn_lock(conversation_id):
             state, request, intent = self._begin(conversation_id, message)
-            for event in self.pipeline.events(request, without_llm):
+            for event in self.pipeline.events(request, without_llm, self.rerank):
                 if isinstance(event, DoneEvent):
                     event = DoneEvent(response=event.response.model_copy(update={"intent": intent}))
                     self._finish(state, event.response)

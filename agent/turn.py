@@ -94,15 +94,16 @@ class TurnPipeline:
         stored = list(self.index.user_history(request.user)[0]) if request.user is not None else []
         return Retrieved(found, stored + history, stored + list(request.history))
 
-    def rerank(self, request: TurnRequest, retrieved: Retrieved, without_llm: str | None = None
-               ) -> tuple[list[str], bool, str | None]:
+    def rerank(self, request: TurnRequest, retrieved: Retrieved, without_llm: str | None = None,
+               use_reranker: bool = True) -> tuple[list[str], bool, str | None]:
         """The order of the pool: the LLM's for its first candidates, or the retriever's and why (`without_llm`:
-        the LLM is not to be used in this turn, for that reason)."""
+        the LLM is not to be used in this turn, for that reason; `use_reranker` false: this kind of turn does
+        not call the reranker, which is no failure)."""
         ids = [c.id for c in retrieved.candidates]
         if without_llm is not None and (self.reranker is not None or self.replier is not None):
             return ids, False, without_llm
         head = ids[: self.rerank_candidates]
-        if self.reranker is None:
+        if self.reranker is None or not use_reranker:
             return ids, False, None
         if len(head) < 2 or (self.reranker.needs_history and not retrieved.seen):
             return ids, False, None  # nothing to reorder (or to rank by): not an LLM ranking, not a failure either
@@ -165,11 +166,11 @@ class TurnPipeline:
 
     # the turn ----------------------------------------------------------------------------------
 
-    def events(self, request: TurnRequest, without_llm: str | None = None
+    def events(self, request: TurnRequest, without_llm: str | None = None, use_reranker: bool = True
                ) -> Iterator[ItemsEvent | DeltaEvent | DoneEvent]:
         """The turn as events; `without_llm` (why) skips the LLM steps, e.g. for a turn that queued too long."""
         timer = Timer()
-        ranked, seen = self._rank(request, timer, without_llm)
+        ranked, seen = self._rank(request, timer, without_llm, use_reranker)
         yield ItemsEvent(items=ranked.items, fallback=ranked.problem is not None, fallback_reason=ranked.problem)
         parts: list[tuple[str, str, list[int]]] = []
         errors: list[str] = []
@@ -178,17 +179,19 @@ class TurnPipeline:
             yield DeltaEvent(text=(" " if len(parts) > 1 else "") + sentence)
         yield DoneEvent(response=self._response(ranked, parts, errors[0] if errors else ranked.problem, timer))
 
-    def recommend(self, request: TurnRequest, without_llm: str | None = None) -> RecommendationResponse:
+    def recommend(self, request: TurnRequest, without_llm: str | None = None, use_reranker: bool = True
+                  ) -> RecommendationResponse:
         timer = Timer()
-        ranked, seen = self._rank(request, timer, without_llm)
+        ranked, seen = self._rank(request, timer, without_llm, use_reranker)
         errors: list[str] = []
         parts = list(self.reply_parts(request, ranked, seen, errors))
         return self._response(ranked, parts, errors[0] if errors else ranked.problem, timer)
 
-    def _rank(self, request: TurnRequest, timer: Timer, without_llm: str | None = None) -> tuple[Ranked, list[str]]:
+    def _rank(self, request: TurnRequest, timer: Timer, without_llm: str | None = None, use_reranker: bool = True
+              ) -> tuple[Ranked, list[str]]:
         retrieved = self.retrieve(request)
         timer.mark("retrieval_s")
-        order, reranked, problem = self.rerank(request, retrieved, without_llm)
+        order, reranked, problem = self.rerank(request, retrieved, without_llm, use_reranker)
         items = self.explain(request, retrieved, order)
         timer.mark("rerank_s")
         return Ranked(items, reranked, problem), retrieved.seen

@@ -105,7 +105,10 @@ def test_a_conversation_continues_on_the_other_process(cluster: Cluster) -> None
     one, two = cluster.urls
     conversation = httpx.post(f"{one}/v1/conversations", json={}, timeout=30).json()["id"]
     first = _send(one, conversation, "Something funny from the 90s, nothing scary")
-    assert first["reranked_by"] == "llm" and not first["fallback"], first  # the LLM answered through the router
+    # chat turns skip the reranker (rerank.in_conversations); the reply is the LLM's, through the router: its
+    # sentences, or none that passed the claim check, which is no failure to reach it
+    assert first["reranked_by"] == "retriever", first
+    assert first["reply_by"] == "llm" or "could not be grounded" in (first["fallback_reason"] or ""), first
     assert _state(two, conversation) == _state(one, conversation)
     second = _send(two, conversation, "I loved Toy Story. More please")
     state = _state(one, conversation)
@@ -143,7 +146,8 @@ def test_thirty_two_conversations_over_both_processes(cluster: Cluster) -> None:
         assert [t["role"] for t in state["turns"]] == ["user", "assistant"]
         assert state["turns"][1]["items"] == [i["id"] for i in reply["items"]]
         assert all(genre in i["attributes"]["genres"] for i in reply["items"])
-        assert not reply["fallback"], reply["fallback_reason"]
+        # reached and answered: a reply whose sentences the claim check all refused is the only fallback allowed
+        assert not reply["fallback"] or "could not be grounded" in reply["fallback_reason"], reply["fallback_reason"]
 
 
 def test_a_process_killed_mid_stream_loses_no_finished_turn(cluster: Cluster) -> None:
