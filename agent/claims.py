@@ -132,6 +132,11 @@ class ItemFacts:
     year: int | None
     popularity: str  # very popular, popular, known, niche, new
     own_titles: tuple[str, ...] = ()  # the user's own items its evidence names (natural titles)
+    main_values: frozenset[str] | None = None  # its descriptive attribute's values (genres): what "not X" denies
+
+    @property
+    def denied_against(self) -> frozenset[str]:
+        return self.values if self.main_values is None else self.main_values
 
     @classmethod
     def of(cls, index: LoadedIndex, item: Recommendation) -> ItemFacts:
@@ -140,8 +145,10 @@ class ItemFacts:
             item_id = entry.split(":", 1)[1] if entry.startswith("with:") else entry
             if item_id in index.entries:
                 own.append(natural_title(index.entries[item_id].title))
+        main = index.descriptive_attribute
+        main_values = frozenset(_values_of({main: item.attributes.get(main)})) if main else None
         return cls(item.title, frozenset(_values_of(item.attributes)), item_year(item),
-                   popularity_word(index, item.id), tuple(dict.fromkeys(own)))
+                   popularity_word(index, item.id), tuple(dict.fromkeys(own)), main_values)
 
 
 @dataclass
@@ -268,7 +275,7 @@ class ClaimChecker:
         found = self.claims(text, noun_words)
         for keys, negated in found.values:
             shown = sorted(keys)[0]
-            if negated and any(keys & f.values for f in facts):
+            if negated and any(keys & f.denied_against for f in facts):  # "no Drama": a genre, not a stray tag
                 return f"says not {shown!r} of an item that is"
             if not negated and not all(keys & f.values for f in facts):
                 return f"says {shown!r} of an item that is not"

@@ -143,7 +143,7 @@ def acknowledgment(items: Sequence[Recommendation], filters: Mapping[str, Any] |
     if unwanted:
         parts.append(("none of them " if n > 1 else "not ") + _join(unwanted, "or"))
     parts += ranges
-    return head + " " + ", ".join(parts) + ":"
+    return head + ("," if unwanted and not described else "") + " " + ", ".join(parts) + ":"
 
 
 @dataclass(frozen=True)

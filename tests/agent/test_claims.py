@@ -81,6 +81,8 @@ def test_the_acknowledgment_names_only_what_every_item_meets() -> None:
     assert str(acknowledgment(items, {"genres": {"$in": ["Drama", "Comedy"]}, "year": {"$gte": 1990, "$lt": 2011}},
                               "movie")).endswith("movies that are Drama or Comedy, from 1990 to 2010:")
     assert acknowledgment(items, None, "movie") is None
+    assert str(acknowledgment(items, {"genres": {"$nin": ["Horror"]}}, "movie")).endswith(
+        " movies, none of them Horror:")
     assert constraints_of({"year": {"$gt": 2010}})[0].low == 2011
 
 
