@@ -32,6 +32,7 @@ _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 _INSTRUCTION = re.compile(r"ignore (all |any )?(previous|prior|above)|system prompt|instructions?:|you are now|"
                           r"disregard|<\s*/?\s*(system|start_of_turn|end_of_turn)", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9']+")
+_YOU_LIKED = re.compile(r"\byou(?:'ve| have)? (?:liked|loved|enjoyed|watched|seen|rated)\b", re.IGNORECASE)
 RETRY_SUFFIX = "\nUse only the labels above, like [A].\n"
 
 
@@ -114,9 +115,13 @@ class Grounding:
         """What the sentence states that its items' evidence does not have; or that it says nothing."""
         assert self.checker is not None
         cited = [self.facts[label] for label in labels if label in self.facts]
+        if len(set(labels)) > 2:
+            return "lumps several items into one sentence"
         if len(set(labels)) > 1 and RELATION.search(sentence):  # "fans of [A] will like [B]"
             return "relates an item to another recommendation"
         own = {t.casefold() for f in cited for t in f.own_titles}
+        if _YOU_LIKED.search(sentence) and not any(t in sentence.casefold() for t in own):
+            return "says you liked something the evidence does not name"
         mine = {natural_title(f.title).casefold() for f in cited} | {f.title.casefold() for f in cited}
         for name in named:
             if not any(name in a or a in name for a in own | mine):

@@ -52,6 +52,8 @@ def test_titles_and_relations_must_be_the_users_own() -> None:
     assert "another recommendation" in str(g.problem("Fans of [A] will like [B]."))
     assert g.problem("[B] is a favourite among fans of Toy Story.") is not None  # another recommendation
     assert g.problem("People who liked The Matrix (1999) also liked [B].") is not None
+    assert "you liked" in str(g.problem("If you liked [A], here is a Comedy."))  # A is a recommendation
+    assert g.problem("If you liked The Town (2010), [B] is one its fans liked too.") is None
 
 
 def test_content_free_and_repeated_frames_are_refused() -> None:
