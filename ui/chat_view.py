@@ -89,6 +89,8 @@ def fallback_note(response: dict[str, Any]) -> str | None:
     if not response.get("fallback"):
         return None
     reason = str(response.get("fallback_reason") or "")
+    if "could not be grounded" in reason:  # the model answered; none of its sentences passed the fact check
+        return "None of the model's sentences passed the fact check, so the reply was written from the evidence."
     cause = "The model was slow" if any(w in reason.lower() for w in SLOW_WORDS) else "The model could not be used"
     what = ("these come straight from the retriever" if response.get("reranked_by") == "retriever"
             else "this reply was written from a template")

@@ -47,8 +47,11 @@ def test_a_turn_that_fell_back_says_so() -> None:
                              DoneEvent(response=slow))
     assert "The model was slow, so these come straight from the retriever" in history[-1]["content"]
     ungrounded = slow.model_copy(update={"reranked_by": "llm", "fallback_reason": "the reply could not be grounded"})
-    assert fallback_note(ungrounded.model_dump()) == ("The model could not be used, so this reply was written from "
-                                                      "a template (the reply could not be grounded).")
+    assert fallback_note(ungrounded.model_dump()) == ("None of the model's sentences passed the fact check, so the "
+                                                      "reply was written from the evidence.")
+    down = slow.model_copy(update={"reranked_by": "llm", "fallback_reason": "server down"})
+    assert fallback_note(down.model_dump()) == ("The model could not be used, so this reply was written from a "
+                                                "template (server down).")
     assert fallback_note(slow.model_copy(update={"fallback": False}).model_dump()) is None
 
 
@@ -160,13 +163,15 @@ def test_chat_page_in_a_real_browser(chat: tuple[str, Agent], tmp_path: Path) ->
 
 
 def test_a_fallen_back_turn_shows_its_note_in_the_browser(small_agent: Agent) -> None:
-    """The LLM times out on ranking: the turn is answered from the retriever and the page says so."""
+    """The LLM times out (chat turns skip the reranker, so on the reply): the turn is answered from the retriever
+    and the evidence, and the page says so."""
     from playwright.sync_api import expect, sync_playwright
     from scripted_llm import ScriptedLLM
 
     from agent.llm.base import LLMUnavailable
 
-    agent = agent_with_llm(small_agent, ScriptedLLM(["x"], scores=LLMUnavailable("timed out after 30 s")))
+    timeout = LLMUnavailable("timed out after 30 s")
+    agent = agent_with_llm(small_agent, ScriptedLLM([timeout], scores=timeout))
     user = "1"  # ml-latest-small's first user, who rated many of movies-small's movies
     assert agent.index.user_history(user)[0]
     demo = build_ui(lambda name: agent, ["movies-small"], "movies-small")
