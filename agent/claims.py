@@ -221,24 +221,20 @@ class ClaimChecker:
         run_or = False
         last_value_end = -2
         while i < len(words):
-            matched = False
-            for n in range(min(self._longest, len(words) - i), 0, -1):
-                phrase = " ".join(words[i:i + n])
-                if phrase in self.terms:
-                    before = words[max(0, i - NEGATION_REACH):i]
-                    joined = i == last_value_end or (i == last_value_end + 1 and words[i - 1] in ("or", "and"))
-                    if not joined:
-                        self._close(found, run, run_or)
-                        run, run_or = [], False
-                    run_or = run_or or (joined and words[i - 1] == "or")
-                    run.append(len(found.values))
-                    found.values.append((self.terms[phrase], any(w in NEGATIONS for w in before)))
-                    found.content_words += 1
-                    i += n
-                    last_value_end = i
-                    matched = True
-                    break
-            if matched:
+            term = self.term_at(words, i)
+            if term is not None:
+                keys, n = term
+                before = words[max(0, i - NEGATION_REACH):i]
+                joined = i == last_value_end or (i == last_value_end + 1 and words[i - 1] in ("or", "and"))
+                if not joined:
+                    self._close(found, run, run_or)
+                    run, run_or = [], False
+                run_or = run_or or (joined and words[i - 1] == "or")
+                run.append(len(found.values))
+                found.values.append((keys, any(w in NEGATIONS for w in before)))
+                found.content_words += 1
+                i += n
+                last_value_end = i
                 continue
             word = words[i]
             if word in POPULAR:
@@ -256,6 +252,14 @@ class ClaimChecker:
             i += 1
         self._close(found, run, run_or)
         return found
+
+    def term_at(self, words: Sequence[str], i: int) -> tuple[frozenset[str], int] | None:
+        """The longest fact term starting at word i: the value keys it stands for and its length in words."""
+        for n in range(min(self._longest, len(words) - i), 0, -1):
+            keys = self.terms.get(" ".join(words[i:i + n]))
+            if keys is not None:
+                return keys, n
+        return None
 
     @staticmethod
     def _close(found: Claims, run: list[int], run_or: bool) -> None:
@@ -320,14 +324,9 @@ def frame(text: str, titles: Sequence[str], checker: ClaimChecker) -> str:
     out: list[str] = []
     i = 0
     while i < len(words):
-        for n in range(min(checker._longest, len(words) - i), 0, -1):
-            if " ".join(words[i:i + n]) in checker.terms:
-                out.append("V")
-                i += n
-                break
-        else:
-            out.append(words[i])
-            i += 1
+        term = checker.term_at(words, i)
+        out.append("V" if term else words[i])
+        i += term[1] if term else 1
     collapsed: list[str] = []
     for w in out:  # "V and V" is one slot
         if w == "V" and len(collapsed) >= 2 and collapsed[-1] in {"and", "or"} and collapsed[-2] == "V":

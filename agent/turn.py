@@ -144,7 +144,6 @@ class TurnPipeline:
         if ack:
             yield "template", ack, list(range(len(items)))
         covered: set[int] = set()
-        used: set[str] = set()
         if self.replier is not None and ranked.problem is None:
             entries = self.index.entries
             cited = [entries[e].title for item in items for e in item.evidence if e in entries]
@@ -160,7 +159,7 @@ class TurnPipeline:
                 if errors is not None:
                     errors.append(str(exc))
         rest = [n for n in range(len(items)) if n not in covered]
-        written = item_sentences(self.index, [items[n] for n in rest], acknowledged=ack is not None, used=used)
+        written = item_sentences(self.index, [items[n] for n in rest], acknowledged=ack is not None)
         for n, (_, sentence) in zip(rest, written, strict=True):
             yield "template", sentence, [n]
 

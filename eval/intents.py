@@ -115,16 +115,13 @@ def read_cases(path: Path = CASES) -> list[IntentCase]:
             cases.append(IntentCase.model_validate_json(line))
         except ValueError as exc:
             raise InvalidRequest(f"{path}:{number}: {exc}") from exc
-    splits: dict[str, set[str]] = defaultdict(set)
     for case in cases:
         if case.split not in SPLITS:
             raise InvalidRequest(f"case {case.id}: split must be one of {', '.join(SPLITS)}")
-        splits[case.family].add(case.split)
-    mixed = sorted(family for family, found in splits.items() if len(found) > 1)
+    mixed = _families_spanning(cases, "split")
     if mixed:
         raise InvalidRequest(f"families in both splits: {', '.join(mixed)}")
-    ids = [c.id for c in cases]
-    if len(ids) != len(set(ids)):
+    if _ids_repeat(cases):
         raise InvalidRequest("case ids repeat")
     datasets = sorted({c.dataset for c in cases})
     if len(datasets) > 1:
@@ -153,16 +150,25 @@ def read_all_cases() -> list[IntentCase]:
         if wrong:
             raise InvalidRequest(f"{path}: cases of another dataset than {expected}: {', '.join(wrong[:5])}")
         cases += found
-    families: dict[str, set[str]] = defaultdict(set)
-    for case in cases:
-        families[case.family].add(case.dataset)
-    shared = sorted(family for family, found in families.items() if len(found) > 1)
+    shared = _families_spanning(cases, "dataset")
     if shared:
         raise InvalidRequest(f"families in more than one dataset's file: {', '.join(shared)}")
-    ids = [c.id for c in cases]
-    if len(ids) != len(set(ids)):
+    if _ids_repeat(cases):
         raise InvalidRequest("case ids repeat across the files")
     return cases
+
+
+def _families_spanning(cases: Sequence[IntentCase], field: str) -> list[str]:
+    """The families whose cases have more than one value of `field` (split, dataset), sorted."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for case in cases:
+        found[case.family].add(getattr(case, field))
+    return sorted(family for family, values in found.items() if len(values) > 1)
+
+
+def _ids_repeat(cases: Sequence[IntentCase]) -> bool:
+    ids = [c.id for c in cases]
+    return len(ids) != len(set(ids))
 
 
 @dataclass

@@ -181,11 +181,8 @@ def acknowledges(first: str, request: TurnRequest) -> bool:
     return first.rstrip().endswith(":") and all(v.casefold() in lowered for v in wanted)
 
 
-def reply_rows(agent: Agent, llm: Any, label: str, requests: Sequence[ReplyRequest], progress: bool = True,
-               workers: int = 1) -> list[Row]:
-    """One row per request, written by this variant's pipeline (`workers` is kept for callers; each reply
-    streams, one at a time)."""
-    del workers
+def reply_rows(agent: Agent, label: str, requests: Sequence[ReplyRequest], progress: bool = True) -> list[Row]:
+    """One row per request, written by this variant's pipeline (its LLM is the cached one), one at a time."""
     index = agent.index
     pipeline = copy.copy(agent.pipeline)
     recording = None
@@ -193,8 +190,7 @@ def reply_rows(agent: Agent, llm: Any, label: str, requests: Sequence[ReplyReque
         pipeline.replier = copy.copy(pipeline.replier)
         recording = _Recording(pipeline.replier.llm)
         pipeline.replier.llm = recording
-    checker = ClaimChecker.for_index(index)
-    pipeline.__dict__["checker"] = checker
+    checker = pipeline.checker
     titles = list(index.titles.values())
     nouns = (index.noun, index.noun + "s")
     rows = []

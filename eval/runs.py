@@ -111,7 +111,7 @@ def run_variants(settings: Settings, dataset: str, protocol: str, split: str, va
             step = len(asked) / limit
             asked = [asked[int(n * step)] for n in range(limit)]
         for label, agent in agents.items():
-            rows += reply_rows(agent, cached, label, asked, progress, workers=8 if settings.llm.served else 1)
+            rows += reply_rows(agent, label, asked, progress)
     units = with_request_metrics(rows)
     labels = list(agents)
     summaries = {}

@@ -119,25 +119,9 @@ def confusion(mentions: Sequence[Mention]) -> np.ndarray:
     return matrix
 
 
-def classification_metrics(matrix: np.ndarray) -> dict[str, Any]:
-    """Accuracy, per-class precision/recall/F1 and their macro-F1 from a confusion matrix (rows: truth). A class
-    with no predictions has precision 0, one with no units recall 0 (and F1 0), as scikit-learn's zero_division=0."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    total = matrix.sum()
-    true_positive = np.diag(matrix)
-    predicted = matrix.sum(axis=0)
-    actual = matrix.sum(axis=1)
-    precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
-    recall = np.divide(true_positive, actual, out=np.zeros_like(true_positive), where=actual > 0)
-    both = precision + recall
-    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(both), where=both > 0)
-    return {"accuracy": float(true_positive.sum() / total) if total else 0.0, "macro_f1": float(f1.mean()),
-            "per_class": {label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                                  "support": int(actual[i])} for i, label in enumerate(LABELS)}}
-
-
-def _batch_metrics(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and macro-F1 of each of a batch of confusion matrices (B×3×3)."""
+def _per_class(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and F1 of a batch of confusion matrices (B×3×3, rows: truth), each B×3; a
+    class with no predictions has precision 0, one with no units recall 0 (and F1 0)."""
     true_positive = np.diagonal(matrices, axis1=1, axis2=2).astype(np.float64)
     predicted = matrices.sum(axis=1)
     actual = matrices.sum(axis=2)
@@ -145,6 +129,25 @@ def _batch_metrics(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     recall = np.divide(true_positive, actual, out=np.zeros_like(true_positive), where=actual > 0)
     both = precision + recall
     f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(both), where=both > 0)
+    return precision, recall, f1
+
+
+def classification_metrics(matrix: np.ndarray) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1 and their macro-F1 from a confusion matrix (rows: truth). A class
+    with no predictions has precision 0, one with no units recall 0 (and F1 0), as scikit-learn's zero_division=0."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    total = matrix.sum()
+    precision, recall, f1 = (a[0] for a in _per_class(matrix[None]))
+    actual = matrix.sum(axis=1)
+    return {"accuracy": float(np.diag(matrix).sum() / total) if total else 0.0, "macro_f1": float(f1.mean()),
+            "per_class": {label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                                  "support": int(actual[i])} for i, label in enumerate(LABELS)}}
+
+
+def _batch_metrics(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and macro-F1 of each of a batch of confusion matrices (B×3×3)."""
+    _, _, f1 = _per_class(matrices)
+    true_positive = np.diagonal(matrices, axis1=1, axis2=2).astype(np.float64)
     totals = matrices.sum(axis=(1, 2))
     accuracy = np.divide(true_positive.sum(axis=1), totals, out=np.zeros(len(totals)), where=totals > 0)
     return accuracy, f1.mean(axis=1)
