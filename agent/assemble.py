@@ -19,6 +19,7 @@ import numpy as np
 from agent.catalog import LoadedIndex
 from agent.conversations import ConversationStore, open_conversation_store
 from agent.dialogue import ConversationAgent
+from agent.intent import IntentReader, RulesReader
 from agent.llm.backends import make_llm
 from agent.llm.base import LLM
 from agent.recommender import Recommender
@@ -199,6 +200,19 @@ def ready_to_serve(agent: Agent) -> float:
     return agent.warm()
 
 
+def intent_reader(settings: Settings, dialogue: ConversationAgent, llm: LLM | None) -> IntentReader:
+    """The LLM reader over the conversation's rules (its fallback), where there is a model and an intent adapter
+    (or intent.adapter is unset: the base model); the rules otherwise."""
+    from agent.intent_llm import LLMReader
+
+    rules = dialogue.reader
+    adapter = settings.intent.adapter
+    if llm is None or not isinstance(rules, RulesReader) or \
+            (adapter is not None and adapter not in settings.llm.adapters):
+        return rules
+    return LLMReader(llm, rules, adapter, max_tokens=settings.intent.max_tokens)
+
+
 def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | None = FROM_SETTINGS,
                 embedder: Embedder | None = None, encoder: LazyEncoder | None = None,
                 index: LoadedIndex | None = None, conversations: ConversationStore | None = None,
@@ -245,5 +259,7 @@ def build_agent(settings: Settings, dataset: str | None = None, *, llm: LLM | No
     store = conversations or open_conversation_store(settings.conversations, namespace)
     dialogue = ConversationAgent(pipeline, store, CatalogVocabulary(index, encoder),
                                  turn_wait_s=settings.api.turn_wait_s, rerank=settings.rerank.in_conversations)
+    if settings.intent.reader == "llm":
+        dialogue.reader = intent_reader(settings, dialogue, llm)
     return Agent(settings, namespace, index, recommender, pipeline, dialogue, encoder, llm, rerank_adapter,
                  reply_adapter, prompts)

@@ -51,6 +51,7 @@ class Intent(BaseModel):
     residual: str = Field("", description="the text to search by meaning ('' for none)")
     dropped: list[str] = Field(default_factory=list, description="what was read but is not in the catalog")
     reader: str = "rules"
+    fallback_reason: str | None = Field(None, description="why the configured reader's reading was not used")
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,13 @@ class ReadContext:
     """What a reader may know of the conversation: its state so far (None for a first message)."""
 
     state: ConversationState | None = None
+    shown_before: tuple[str, ...] = ()  # the items shown last, where there is no state (training prompts)
 
     @property
     def shown(self) -> list[str]:
         """The items of the latest assistant turn, in their order ("the second one")."""
+        if self.state is None:
+            return list(self.shown_before)
         for turn in reversed(self.state.turns if self.state is not None else []):
             if turn.role == "assistant":
                 return list(turn.items)

@@ -113,6 +113,17 @@ class ReplyConfig(BaseModel):
     max_tokens: int = Field(160, ge=16, le=1024)
 
 
+class IntentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reader: Literal["rules", "llm"] = Field("rules", description="who reads each message into its Intent: the rules "
+                                                                 "over the catalog, or the fine-tuned LLM (the "
+                                                                 "rules where it fails); chosen by `eval --protocol "
+                                                                 "intents` (README)")
+    adapter: str | None = Field("intent", description="llm.adapters entry the LLM reader uses")
+    max_tokens: int = Field(96, ge=16, le=512, description="the longest JSON draft the LLM reader may write")
+
+
 class ApiConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -166,6 +177,7 @@ class Settings(BaseSettings):
     llm: LLMConfig = LLMConfig()
     rerank: RerankConfig = RerankConfig()
     reply: ReplyConfig = ReplyConfig()
+    intent: IntentConfig = IntentConfig()
     api: ApiConfig = ApiConfig()
     conversations: ConversationsConfig = ConversationsConfig()
     runs_dir: Path = Field(Path("runs"), description="where evaluation runs are saved")

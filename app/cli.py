@@ -23,9 +23,11 @@ from app.options import common_flags, llm_flags
 from app.serving import cmd_chat, cmd_llm_serve, cmd_mcp, cmd_serve
 from app.training import (
     add_adapt_flags,
+    add_intent_flags,
     add_reply_flags,
     add_train_flags,
     cmd_train_adapt,
+    cmd_train_intent,
     cmd_train_reply,
     cmd_train_rerank,
 )
@@ -139,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_flags(p)
     p = add("reply", cmd_train_reply, "train the reply-writer adapter (grounded sentences citing [labels])", train)
     add_reply_flags(p)
+    p = add("intent", cmd_train_intent, "train the intent reader's adapter (a message -> its Intent as JSON)", train)
+    add_intent_flags(p)
     p = add("adapt", cmd_train_adapt, "domain adaptation: continued pretraining of a LoRA on the catalog and the "
                                       "training histories as text (then pass it to rerank/reply --init-adapter)", train)
     add_adapt_flags(p)

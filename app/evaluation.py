@@ -28,6 +28,8 @@ def add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requests", type=int, default=4, help="eval prompts (reply): requests of each kind")
     p.add_argument("--benchmark", action="store_true",
                    help="eval prompts (reply): add the dataset's intents cases and 60 ReDial seeker openings")
+    p.add_argument("--readers", help="intents: the readers to run, the first the baseline of the paired differences "
+                                     "(rules, llm; default: intent.reader)")
     p.add_argument("--fail-if-worse", metavar="METRIC",
                    help="eval prompts: exit 1 when a variant is significantly worse than the baseline on METRIC")
 
@@ -62,7 +64,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.protocol == "intents":
         from eval.intents import intents_table, run_intents
 
+        readers = tuple(r.strip() for r in (args.readers or settings.intent.reader).split(",") if r.strip())
         result, folder = run_intents(settings, dataset, tuned=tuned, limit=args.limit, bootstrap=args.bootstrap,
+                                     readers=readers,
                                      progress=not args.quiet)
         print(json.dumps(result) if args.format == "json" else intents_table(result))
         print(f"report: {folder / 'report.html'}", file=sys.stderr)

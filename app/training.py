@@ -1,5 +1,5 @@
-"""The recagent commands that fine-tune: `train rerank`, `train reply` and `train adapt` (the manifest keeps the
-command line, which reproduces a shipped adapter)."""
+"""The recagent commands that fine-tune: `train rerank`, `train reply`, `train intent` and `train adapt` (the
+manifest keeps the command line, which reproduces a shipped adapter)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,27 @@ def cmd_train_reply(args: argparse.Namespace) -> int:
     summary = run_reply(settings, run, progress=not args.quiet)
     print(json.dumps(summary))
     return 0
+
+
+def cmd_train_intent(args: argparse.Namespace) -> int:
+    from train.run import IntentRun, run_intent
+
+    settings = settings_from(args)
+    dataset = args.dataset or settings.data.dataset
+    run = IntentRun(dataset=dataset, out=args.out or Path("models") / dataset / "intent", examples=args.examples,
+                    validation_examples=args.validation_examples, dialogues=args.dialogues,
+                    train=_train_settings(args), command=_command())
+    summary = run_intent(settings, run, progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
+def add_intent_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, help="adapter folder (default models/DATASET/intent)")
+    p.add_argument("--examples", type=int, default=1200, help="training messages (generated and ReDial seekers')")
+    p.add_argument("--validation-examples", type=int, default=120)
+    p.add_argument("--dialogues", type=Path, help="ReDial-format dialogues (default: the shared training sample)")
+    _loop_flags(p, lr=5e-4, eval_every=20, patience=3)
 
 
 def cmd_train_adapt(args: argparse.Namespace) -> int:

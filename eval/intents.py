@@ -40,7 +40,7 @@ from agent.intent import Intent
 from agent.settings import Settings
 from core.errors import InvalidRequest
 from eval.harness import git_commit
-from eval.stats import bootstrap_interval
+from eval.stats import bootstrap_interval, paired_bootstrap
 
 CASES_DIR = Path(__file__).parent / "cases"
 DEFAULT_DATASET = "ml-latest-small"
@@ -51,6 +51,7 @@ SPLITS = ("dev", "test")
 INTENT_LISTS = ("liked", "disliked", "seen", "references")
 INTENT_VALUES = ("all_of", "any_of", "none_of")
 ITEM_VALUES = ("all_have", "any_have", "none_have")
+READERS = ("rules", "llm")
 
 
 class IntentChecks(BaseModel):
@@ -176,6 +177,7 @@ class Outcome:
     case: IntentCase
     checks: list[tuple[str, bool, str]] = field(default_factory=list)  # kind, passed, what was found
     seconds: float = 0.0
+    fallbacks: list[str] = field(default_factory=list)  # why the reader fell back to the rules, per message
 
 
 class Checker:
@@ -272,9 +274,12 @@ def run_case(agent: Agent, checker: Checker, case: IntentCase) -> Outcome:
     try:
         response = None
         shown: list[str] = []
+        fallbacks = []
         for message in case.messages:
             shown = [i.id for i in response.items] if response is not None else []
             response = conversations.respond(state.id, message)
+            if response.intent is not None and response.intent.fallback_reason:
+                fallbacks.append(response.intent.fallback_reason)
         assert response is not None and response.intent is not None
         final = conversations.store.get(state.id)
         checks = checker.intent(case.intent, response.intent, final, shown)
@@ -282,7 +287,7 @@ def run_case(agent: Agent, checker: Checker, case: IntentCase) -> Outcome:
             checks += checker.items(case.items, response)
     finally:
         conversations.delete(state.id)
-    return Outcome(case, checks, time.perf_counter() - started)
+    return Outcome(case, checks, time.perf_counter() - started, fallbacks)
 
 
 def pass_rates(outcomes: Sequence[Outcome], bootstrap: int = 1000) -> dict[str, dict[str, Any]]:
@@ -316,39 +321,106 @@ def prepare_intents(settings: Settings, dataset: str, progress: bool = True) -> 
 
 
 def evaluate_intents(settings: Settings, dataset: str, cases_file: Path | None = None, limit: int | None = None,
-                     progress: bool = True, bootstrap: int = 1000) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run the dataset's cases through the real agent; the result (pass rates per split and kind) and one row
-    per case with every check."""
+                     progress: bool = True, bootstrap: int = 1000, readers: Sequence[str] = ("rules",),
+                     split: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the dataset's cases through the real agent with each reader (`rules`, `llm`: the fine-tuned model
+    over the rules); the result (pass rates per reader, split and kind, and each reader's paired difference
+    from the first) and one row per reader and case with every check."""
     path = cases_file or cases_path(dataset)
-    cases = [c for c in read_cases(path) if c.dataset == Path(dataset).name]
+    cases = [c for c in read_cases(path) if c.dataset == Path(dataset).name and (split is None or c.split == split)]
     if not cases:
         raise InvalidRequest(f"no intents cases for dataset {dataset!r} in {path}")
+    unknown = [r for r in readers if r not in READERS]
+    if unknown or not readers:
+        raise InvalidRequest(f"unknown reader(s) {', '.join(unknown) or '(none)'}; known: {', '.join(READERS)}")
     cases = cases[:limit] if limit else cases
     agent = prepare_intents(settings, dataset, progress)
     checker = Checker(agent)
-    started = time.perf_counter()
-    outcomes = [run_case(agent, checker, case) for case in cases]
-    seconds = time.perf_counter() - started
-    rows = [{"case": o.case.id, "family": o.case.family, "split": o.case.split, "messages": o.case.messages,
-             "seconds": round(o.seconds, 3), "passed": all(p for _, p, _ in o.checks),
-             "checks": [{"kind": k, "passed": p, "found": f} for k, p, f in o.checks]} for o in outcomes]
-    result = {"dataset": dataset, "protocol": "intents", "ranker": "rules", "split": "dev+test",
-              "cases_file": str(path), "users": len(cases), "cases": len(cases),
-              "subset": bool(limit), "splits": pass_rates(outcomes, bootstrap), "agent": agent.describe(),
-              "seconds": round(seconds, 2), "seconds_per_case": round(seconds / len(cases), 4),
+    rules = agent.conversations.reader
+    llm = None
+    by_reader: dict[str, dict[str, Any]] = {}
+    outcomes_by: dict[str, list[Outcome]] = {}
+    rows: list[dict[str, Any]] = []
+    try:
+        for name in readers:
+            if name == "llm":
+                from agent.assemble import intent_reader, make_configured_llm
+
+                llm = llm or make_configured_llm(settings)
+                reader = intent_reader(settings, agent.conversations, llm)
+                if reader is rules:
+                    raise InvalidRequest("the llm reader needs an LLM (llm.backend) and the intent adapter "
+                                         f"({settings.intent.adapter!r} in llm.adapters)")
+                agent.conversations.reader = reader
+            else:
+                agent.conversations.reader = rules
+            started = time.perf_counter()
+            outcomes = [run_case(agent, checker, case) for case in cases]
+            seconds = time.perf_counter() - started
+            outcomes_by[name] = outcomes
+            by_reader[name] = {"splits": pass_rates(outcomes, bootstrap), "seconds": round(seconds, 2),
+                               "seconds_per_case": round(seconds / len(cases), 4)}
+            rows += [{"reader": name, "case": o.case.id, "family": o.case.family, "split": o.case.split,
+                      "messages": o.case.messages, "seconds": round(o.seconds, 3),
+                      "passed": all(p for _, p, _ in o.checks), "fallbacks": o.fallbacks,
+                      "checks": [{"kind": k, "passed": p, "found": f} for k, p, f in o.checks]} for o in outcomes]
+    finally:
+        agent.conversations.reader = rules
+        describe = agent.describe()
+        agent.close()
+        if llm is not None:
+            llm.close()
+    first = readers[0]
+    result = {"dataset": dataset, "protocol": "intents", "ranker": first, "readers": by_reader,
+              "split": split or "dev+test", "cases_file": str(path), "users": len(cases), "cases": len(cases),
+              "subset": bool(limit), "splits": by_reader[first]["splits"],
+              "paired": {name: paired_differences(outcomes_by[first], outcomes_by[name], bootstrap)
+                         for name in readers[1:]},
+              "agent": {**describe, "intent_readers": list(readers)},
+              "seconds": sum(r["seconds"] for r in by_reader.values()),
+              "seconds_per_case": by_reader[first]["seconds_per_case"],
               "git_commit": git_commit(), "settings": json.loads(settings.model_dump_json())}
-    agent.close()
     return result, rows
 
 
+def _case_shares(outcome: Outcome) -> dict[str, float | None]:
+    intent = [p for k, p, _ in outcome.checks if not k.startswith("items.")]
+    items = [p for k, p, _ in outcome.checks if k.startswith("items.")]
+    return {"intent": sum(intent) / len(intent) if intent else None,
+            "items": sum(items) / len(items) if items else None,
+            "all": float(all(p for _, p, _ in outcome.checks))}
+
+
+def paired_differences(baseline: Sequence[Outcome], variant: Sequence[Outcome], bootstrap: int = 1000
+                       ) -> dict[str, dict[str, Any]]:
+    """Per split: the variant's mean per-case share of intent checks and of item checks passed (and of cases
+    wholly passed) minus the baseline's, over the same cases, with a paired bootstrap interval."""
+    out: dict[str, dict[str, Any]] = {}
+    for split in SPLITS:
+        pairs = [(_case_shares(a), _case_shares(b)) for a, b in zip(baseline, variant, strict=True)
+                 if a.case.split == split]
+        table = {}
+        for metric in ("intent", "items", "all"):
+            kept = [(a[metric], b[metric]) for a, b in pairs if a[metric] is not None and b[metric] is not None]
+            if not kept:
+                continue
+            d = paired_bootstrap([a or 0.0 for a, _ in kept], [b or 0.0 for _, b in kept], samples=max(bootstrap, 200))
+            table[metric] = {"difference": round(d.mean, 4), "ci95": [round(d.ci_low, 4), round(d.ci_high, 4)],
+                             "p_value": round(d.p_value, 4), "cases": d.units}
+        out[split] = table
+    return out
+
+
 def intent_units(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One unit per case for the report: the share of its intent and item checks passed, and whether all did."""
+    """One unit per reader and case for the report: the share of its intent and item checks passed, and whether
+    all did."""
     units = []
     for row in rows:
         checks = row["checks"]
         intent = [c["passed"] for c in checks if not c["kind"].startswith("items.")]
         items = [c["passed"] for c in checks if c["kind"].startswith("items.")]
-        units.append({"entry": f"rules/{row['split']}", "unit": row["case"], "latency_s": row["seconds"],
+        units.append({"entry": f"{row.get('reader', 'rules')}/{row['split']}", "unit": row["case"],
+                      "latency_s": row["seconds"],
                       "metrics": {"intent_checks": sum(intent) / len(intent) if intent else 1.0,
                                   "item_checks": sum(items) / len(items) if items else 1.0,
                                   "all_passed": float(row["passed"])}})
@@ -356,24 +428,33 @@ def intent_units(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def intents_table(result: dict[str, Any]) -> str:
-    lines = [f"{'split':<6}{'check':<26}{'pass rate':>10}  {'95% interval':<18}{'checks':>7}", "-" * 70]
-    for split, summary in result["splits"].items():
-        for kind, value in summary["checks"].items():
-            low, high = value["ci95"]
-            lines.append(f"{split:<6}{kind:<26}{value['pass_rate']:>10.3f}  [{low:.3f}, {high:.3f}]    "
-                         f"{value['checks']:>7}")
-        lines.append(f"{split:<6}{summary['cases']} cases ({summary['cases_all_passed']} all passed), "
-                     f"{summary['families']} phrasing families")
+    lines = [f"{'reader':<7}{'split':<6}{'check':<26}{'pass rate':>10}  {'95% interval':<18}{'checks':>7}", "-" * 77]
+    readers = result.get("readers") or {result.get("ranker", "rules"): {"splits": result["splits"]}}
+    for reader, run in readers.items():
+        for split, summary in run["splits"].items():
+            for kind, value in summary["checks"].items():
+                low, high = value["ci95"]
+                lines.append(f"{reader:<7}{split:<6}{kind:<26}{value['pass_rate']:>10.3f}  [{low:.3f}, {high:.3f}]    "
+                             f"{value['checks']:>7}")
+            lines.append(f"{reader:<7}{split:<6}{summary['cases']} cases ({summary['cases_all_passed']} all passed), "
+                         f"{summary['families']} phrasing families")
+    for reader, splits in result.get("paired", {}).items():
+        for split, table in splits.items():
+            for metric, d in table.items():
+                low, high = d["ci95"]
+                lines.append(f"{reader} - {next(iter(readers))} ({split}, per-case {metric} checks): "
+                             f"{d['difference']:+.3f} [{low:+.3f}, {high:+.3f}] over {d['cases']} cases")
     lines.append(f"{result['dataset']} / intents: {result['seconds']} s")
     return "\n".join(lines)
 
 
 def run_intents(settings: Settings, dataset: str, *, tuned: dict[str, Any], cases_file: Path | None = None,
-                limit: int | None = None, bootstrap: int = 1000, progress: bool = True) -> tuple[dict[str, Any], Path]:
+                limit: int | None = None, bootstrap: int = 1000, progress: bool = True,
+                readers: Sequence[str] = ("rules",), split: str | None = None) -> tuple[dict[str, Any], Path]:
     """`recagent eval --protocol intents`: the run, its folder (report, rows, units) and the result."""
     from eval.report import write_run
 
-    result, rows = evaluate_intents(settings, dataset, cases_file, limit, progress, bootstrap)
+    result, rows = evaluate_intents(settings, dataset, cases_file, limit, progress, bootstrap, readers, split)
     result["tuned"] = tuned
     folder = write_run(result, rows, intent_units(rows), settings.runs_dir, name=f"{Path(dataset).name}_intents")
     result["saved_to"] = str(folder / "result.json")

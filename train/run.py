@@ -153,6 +153,58 @@ def run_reply(settings: Settings, run: ReplyRun, progress: bool = True, embedder
     return summary
 
 
+@dataclass(frozen=True)
+class IntentRun:
+    dataset: str
+    out: Path
+    train: TrainSettings
+    examples: int = 1200
+    validation_examples: int = 120
+    dialogues: Path | None = None  # ReDial training dialogues (seekers' messages and their own answers)
+    command: str | None = None
+
+
+def run_intent(settings: Settings, run: IntentRun, progress: bool = True, embedder: Embedder | None = None,
+               stop_after: int | None = None) -> dict[str, Any]:
+    """Train the intent reader's adapter; checkpoints are chosen by the loss of held-out drafts (generated with
+    another seed, ReDial's validation sample's seekers)."""
+    from train.intent_data import intent_examples, load_intent_examples, save_intent_examples
+
+    template = load_prompt("intent")
+    prepared = prepare(settings, run.dataset, "loo", progress=progress, embedder=embedder)
+    redial = settings.data.data_dir / "redial"
+    train_dialogues = run.dialogues or redial / "train_data_sample500.jsonl"
+    valid_dialogues = redial / "valid_data_sample100.jsonl"
+    key = f"{template.id}-{prepared.data_hash}-{run.examples}-{run.validation_examples}-{run.train.seed}-v1"
+    cache = Path("var") / "train" / f"{run.dataset}-intent-{key}"
+    if (cache / "train.jsonl").exists():
+        examples, validation = load_intent_examples(cache / "train.jsonl"), load_intent_examples(cache / "valid.jsonl")
+    else:
+        data_dir = settings.data.data_dir
+        examples = intent_examples(prepared.agent, template, run.examples, train_dialogues, data_dir,
+                                   seed=run.train.seed)
+        validation = intent_examples(prepared.agent, template, run.validation_examples,
+                                     valid_dialogues if valid_dialogues.exists() else None, data_dir,
+                                     seed=run.train.seed + 1)
+        save_intent_examples(cache / "train.jsonl", examples)
+        save_intent_examples(cache / "valid.jsonl", validation)
+    work = run.out.with_name(run.out.name + ".work")
+    model_folder = resolve_model(settings.llm.model, settings.llm.model_cache)
+    state, summary = _train_text(model_folder, run.train, work, key, examples, validation, cache, progress,
+                                 stop_after)
+    if not summary["finished"]:
+        return summary
+    _ship_text_adapter(model_folder, work, run.out, True, state, summary, {
+        "task": "intent", "dataset": run.dataset, "data_hash": prepared.data_hash,
+        "dialogues": [portable_path(train_dialogues, settings.data.data_dir)],
+        "base_model": base_model_record(model_folder, settings.llm.model), "prompt": template.id,
+        "seed": run.train.seed, "train": asdict(run.train), "examples": len(examples),
+        "examples_by_source": summary["examples_by_source"],
+        "evaluation_cases_left_out": "every message of eval/cases/intents*.jsonl (train/intent_data.leaks)",
+        "command": run.command})
+    return summary
+
+
 def _train_text(model_folder: str, settings: TrainSettings, work: Path, key: str, examples: Sequence[Any],
                 validation: Sequence[Any], cache: Path, progress: bool, stop_after: int | None,
                 init_adapter: Path | None = None) -> tuple[Any, dict[str, Any]]:

@@ -30,9 +30,9 @@ class Message(TypedDict):
 
 def shipped_adapters() -> dict[str, str]:
     """The adapters trained on ml-latest-small that ship in models/, by name (those present): the listwise
-    ranker, the reply writer and the domain-adapted model (the likelihood ranker's)."""
+    ranker, the reply writer, the domain-adapted model (the likelihood ranker's) and the intent reader."""
     folder = Path(__file__).resolve().parents[2] / "models" / "ml-latest-small"
-    return {name: str(folder / name) for name in ("rerank", "reply", "adapt")
+    return {name: str(folder / name) for name in ("rerank", "reply", "adapt", "intent")
             if (folder / name / "manifest.json").exists()}
 
 

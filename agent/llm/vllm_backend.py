@@ -21,6 +21,7 @@ class OpenAICompatibleLLM:
                                             else os.path.basename(config.model.rstrip("/")) or config.model)
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self.client = httpx.Client(base_url=config.url.rstrip("/"), timeout=config.timeout_s, headers=headers)
+        self.supports_json_schema = config.backend == "vllm"  # structured outputs (xgrammar / llguidance)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -62,6 +63,15 @@ class OpenAICompatibleLLM:
             body["stop"] = list(stop)
         data = self._post("/v1/completions", body)
         return [choice.get("text", "") for choice in _choices(data, len(prompts))]
+
+    def complete_json(self, prompt: str, schema: dict[str, Any], max_tokens: int = 96,
+                      adapter: str | None = None) -> str:
+        """A greedy completion decoded under a JSON schema (vLLM's structured outputs): the text is JSON of that
+        schema unless the token limit cut it off."""
+        body = {"model": self._model(adapter), "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0,
+                "structured_outputs": {"json": schema}}
+        data = self._post("/v1/completions", body)
+        return str(_choices(data, 1)[0].get("text", ""))
 
     def label_logprobs(self, prompts: Sequence[str], labels: Sequence[str],
                        adapter: str | None = None) -> list[dict[str, float]]:
