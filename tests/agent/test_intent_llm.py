@@ -5,6 +5,7 @@ so. The scripted LLM stands in only for control flow; the real model with the sh
 from __future__ import annotations
 
 import pytest
+from scripted_llm import ScriptedLLM
 
 from agent.assemble import Agent, build_agent
 from agent.conversations import ConversationState, Turn
@@ -12,7 +13,6 @@ from agent.dialogue import ConversationAgent
 from agent.intent import Intent, ReadContext, RulesReader
 from agent.intent_llm import IntentDraft, LLMReader, draft_target, parse_draft
 from agent.llm.base import LLMUnavailable, shipped_adapters
-from scripted_llm import ScriptedLLM
 
 
 @pytest.fixture(scope="module")
