@@ -28,8 +28,8 @@ def add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requests", type=int, default=4, help="eval prompts (reply): requests of each kind")
     p.add_argument("--benchmark", action="store_true",
                    help="eval prompts (reply): add the dataset's intents cases and 60 ReDial seeker openings")
-    p.add_argument("--readers", help="intents: the readers to run, the first the baseline of the paired differences "
-                                     "(rules, llm; default: intent.reader)")
+    p.add_argument("--readers", help="intents: the readers to run, the first the baseline of the paired differences; "
+                                     "states: the reader (rules, llm; default: intent.reader)")
     p.add_argument("--fail-if-worse", metavar="METRIC",
                    help="eval prompts: exit 1 when a variant is significantly worse than the baseline on METRIC")
 
@@ -74,6 +74,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.protocol == "states":
         from eval.states import run_states, states_table
 
+        if args.readers:  # one reader per states run: the first named
+            reader = args.readers.split(",")[0].strip()
+            settings = settings.model_copy(update={"intent": settings.intent.model_copy(update={"reader": reader})})
         result, folder = run_states(settings, dataset, _split(args), tuned=tuned, dialogues=args.dialogues,
                                     limit=args.limit, bootstrap=args.bootstrap, progress=not args.quiet)
         print(json.dumps(result) if args.format == "json" else states_table(result))

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from agent.conversations import ConversationState
 from agent.dialogue import ConversationAgent
 from agent.settings import Settings
+from core.errors import InvalidRequest
 from eval.crs import SPLITS, prepare_crs
 from eval.harness import git_commit
 from index.loaders import resolve_dataset_folder
@@ -200,7 +201,14 @@ def evaluate_states(settings: Settings, dataset: str, split: str = "validation",
     """Index the dataset's training part as the crs protocol does, replay the split's dialogues (or a given
     ReDial-format file) and score the state against the seekers' annotations. Returns the result and one row
     per scored movie."""
-    agent, data, _ = prepare_crs(settings, dataset, None, progress)
+    llm = None
+    if settings.intent.reader == "llm":  # the LLM reader reads the seeker's turns; nothing else here asks a model
+        from agent.assemble import make_configured_llm
+
+        llm = make_configured_llm(settings)
+        if llm is None:
+            raise InvalidRequest("intent.reader 'llm' needs an LLM (llm.backend is 'none')")
+    agent, data, _ = prepare_crs(settings, dataset, llm, progress)
     folder = resolve_dataset_folder(dataset, settings.data.data_dir)
     paths = [dialogues] if dialogues is not None else split_files(folder, SPLITS[split])
     if not paths:

@@ -23,7 +23,7 @@ STAR_WARS = ("260", "1196")
 
 def test_shipped_adapters_are_intact_and_reproducible() -> None:
     shipped = shipped_adapters()
-    assert set(shipped) == {"rerank", "reply", "adapt"}, shipped
+    assert set(shipped) == {"rerank", "reply", "adapt", "intent"}, shipped
     for name, folder in shipped.items():
         assert verify(Path(folder)) == [], f"{name}: files differ from the manifest"
         manifest = read_manifest(Path(folder))

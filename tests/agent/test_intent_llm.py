@@ -111,3 +111,19 @@ def test_the_shipped_adapter_reads_plain_requests(dialogue: ConversationAgent, t
     assert intent.all_of == {"genres": ["Action"]} and intent.none_of == {"genres": ["Comedy"]}
     liked = out.read("i really loved toy story, anything animated?", ReadContext())
     assert liked.liked == [title_id(dialogue, "Toy Story (1995)")] and liked.all_of == {"genres": ["Animation"]}
+
+
+def test_vllm_reads_under_the_drafts_json_schema(dialogue: ConversationAgent, vllm_config: object) -> None:
+    from agent.llm.backends import make_llm
+
+    llm = make_llm(vllm_config)  # type: ignore[arg-type]
+    assert getattr(llm, "supports_json_schema", False)
+    assert isinstance(dialogue.reader, RulesReader)
+    out = LLMReader(llm, dialogue.reader)
+    assert out.structured
+    raw = llm.complete_json(out.prompt("i really loved toy story", ReadContext()),  # type: ignore[attr-defined]
+                            IntentDraft.model_json_schema(), 96, "intent")
+    assert parse_draft(raw) is not None, raw
+    intent = out.read("i really loved toy story", ReadContext())
+    assert intent.reader == "llm" and intent.fallback_reason is None, intent.fallback_reason
+    assert intent.liked == [title_id(dialogue, "Toy Story (1995)")]
