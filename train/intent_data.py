@@ -32,7 +32,9 @@ from prompts.loader import PromptTemplate
 from train.jsonl import read_examples, write_examples
 from train.reply_data import natural_title, redial_dialogues, redial_to_catalog
 
+INTENT_DATA_VERSION = 2  # part of the cached examples' key: raise it when the examples this module makes change
 _MENTION = re.compile(r"@(\d+)")
+_YEARISH = re.compile(r"\b(?:1[89]\d\d|20\d\d|'?\d0s|newer|older|recent|latest|classic|old)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -239,9 +241,14 @@ def movielens_tags(data_dir: Path, limit: int = 150) -> list[str]:
 def redial_messages(agent: Agent, dialogues_path: Path) -> list[tuple[str, IntentDraft]]:
     """Seekers' messages naming catalog movies, with the seekers' own answers about them: liked (1) -> liked,
     disliked (0) -> disliked, seen without a verdict -> seen; a movie the seeker did not answer about is left
-    out of the message's draft, and a message with no answered movie is not used."""
+    out of the message's draft, and a message with no answered movie is not used. Nor is one whose other words
+    name catalog values or years ("I like comedies like @123"): the annotation covers only the movies, so its
+    draft would teach the model to leave those words out."""
     dialogues = redial_dialogues(dialogues_path)
     mapping = redial_to_catalog(agent, dialogues)
+    reader = agent.conversations.reader
+    assert isinstance(reader, RulesReader)
+    vocabulary = reader.vocabulary
     out = []
     for dialogue in dialogues:
         seeker = dialogue.get("initiatorWorkerId")
@@ -264,6 +271,9 @@ def redial_messages(agent: Agent, dialogues_path: Path) -> list[tuple[str, Inten
                 if bucket is not None and names[movie] not in getattr(draft, bucket):
                     getattr(draft, bucket).append(names[movie])
             if draft.liked or draft.disliked or draft.seen:
+                bare = _MENTION.sub(" ", text)
+                if vocabulary.constraints(bare, embed=False) or _YEARISH.search(bare):
+                    continue  # words the annotation says nothing of: the draft would teach the model to skip them
                 written = _MENTION.sub(lambda m, names=names: names.get(m.group(1), m.group(0)), text)  # type: ignore[misc]
                 out.append((re.sub(r"\s+", " ", written).strip(), draft))
     return out

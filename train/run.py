@@ -168,14 +168,15 @@ def run_intent(settings: Settings, run: IntentRun, progress: bool = True, embedd
                stop_after: int | None = None) -> dict[str, Any]:
     """Train the intent reader's adapter; checkpoints are chosen by the loss of held-out drafts (generated with
     another seed, ReDial's validation sample's seekers)."""
-    from train.intent_data import intent_examples, load_intent_examples, save_intent_examples
+    from train.intent_data import INTENT_DATA_VERSION, intent_examples, load_intent_examples, save_intent_examples
 
     template = load_prompt("intent")
     prepared = prepare(settings, run.dataset, "loo", progress=progress, embedder=embedder)
     redial = settings.data.data_dir / "redial"
     train_dialogues = run.dialogues or redial / "train_data_sample500.jsonl"
     valid_dialogues = redial / "valid_data_sample100.jsonl"
-    key = f"{template.id}-{prepared.data_hash}-{run.examples}-{run.validation_examples}-{run.train.seed}-v1"
+    key = (f"{template.id}-{prepared.data_hash}-{run.examples}-{run.validation_examples}-{run.train.seed}"
+           f"-v{INTENT_DATA_VERSION}")
     cache = Path("var") / "train" / f"{run.dataset}-intent-{key}"
     if (cache / "train.jsonl").exists():
         examples, validation = load_intent_examples(cache / "train.jsonl"), load_intent_examples(cache / "valid.jsonl")
