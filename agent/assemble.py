@@ -174,7 +174,8 @@ class Agent:
                 "backend": self.settings.llm.backend if self.llm else "none",
                 "rerank_adapter": self.rerank_adapter, "reply_adapter": self.reply_adapter, "prompts": self.prompts,
                 "rerank_blend": self.reranker.blend if self.reranker else None,
-                "rerank_in_conversations": bool(self.reranker) and self.settings.rerank.in_conversations}
+                "rerank_in_conversations": bool(self.reranker) and self.settings.rerank.in_conversations,
+                "intent_reader": self.conversations.reader.name}
 
     def warm(self) -> float:
         """Load what turns would load lazily (servers call this before they accept requests); seconds taken."""

@@ -73,6 +73,8 @@ class ReadContext:
 
 
 class IntentReader(Protocol):
+    name: str  # "rules" or "llm": what describe() and the responses say read the message
+
     def read(self, message: str, context: ReadContext) -> Intent:
         """The Intent of one message in its conversation; always valid and inside the catalog."""
         ...

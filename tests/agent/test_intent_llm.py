@@ -127,3 +127,14 @@ def test_vllm_reads_under_the_drafts_json_schema(dialogue: ConversationAgent, vl
     intent = out.read("i really loved toy story", ReadContext())
     assert intent.reader == "llm" and intent.fallback_reason is None, intent.fallback_reason
     assert intent.liked == [title_id(dialogue, "Toy Story (1995)")]
+
+
+def test_the_composition_root_reads_with_the_configured_reader(small_agent: Agent) -> None:
+    """intent.reader = "llm" puts the LLM reader over the rules when there is a model; describe() says which reads;
+    without a model the setting leaves the rules."""
+    settings = small_agent.settings.model_copy(
+        update={"intent": small_agent.settings.intent.model_copy(update={"reader": "llm", "adapter": None})})
+    scripted = build_agent(settings, llm=ScriptedLLM(["{}"]), index=small_agent.index, encoder=small_agent.encoder)
+    assert isinstance(scripted.conversations.reader, LLMReader) and scripted.describe()["intent_reader"] == "llm"
+    bare = build_agent(settings, llm=None, index=small_agent.index, encoder=small_agent.encoder)
+    assert isinstance(bare.conversations.reader, RulesReader) and bare.describe()["intent_reader"] == "rules"
