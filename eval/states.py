@@ -170,6 +170,25 @@ def dialogue_bootstrap(per_dialogue: Sequence[np.ndarray], samples: int = 1000, 
             for name, values in (("accuracy", accuracy), ("macro_f1", macro))}
 
 
+def paired_dialogue_bootstrap(baseline: Sequence[np.ndarray], variant: Sequence[np.ndarray], samples: int = 2000,
+                              seed: int = 0, level: float = 0.95) -> dict[str, dict[str, float]]:
+    """The variant's accuracy and macro-F1 minus the baseline's on the same dialogues (each dialogue's two
+    confusion matrices in the same position), with percentile intervals that draw the same dialogues for both."""
+    a = np.asarray(baseline, dtype=np.int64)
+    b = np.asarray(variant, dtype=np.int64)
+    if a.shape != b.shape or len(a) < 2:
+        raise ValueError(f"paired runs need the same two or more dialogues, got {a.shape} and {b.shape}")
+    draws = np.random.default_rng(seed).integers(0, len(a), size=(samples, len(a)))
+    observed = [y - x for x, y in zip(_batch_metrics(a.sum(axis=0, keepdims=True)),
+                                      _batch_metrics(b.sum(axis=0, keepdims=True)), strict=True)]
+    resampled = [y - x for x, y in zip(_batch_metrics(a[draws].sum(axis=1)), _batch_metrics(b[draws].sum(axis=1)),
+                                       strict=True)]
+    tail = (1 - level) / 2 * 100
+    return {name: {"difference": float(point[0]), "ci_low": float(np.percentile(values, tail)),
+                   "ci_high": float(np.percentile(values, 100 - tail))}
+            for name, point, values in zip(("accuracy", "macro_f1"), observed, resampled, strict=True)}
+
+
 def state_metrics(mentions: Sequence[Mention], bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
     """The figures over all mentions, with intervals over dialogues."""
     by_dialogue: dict[str, list[Mention]] = {}

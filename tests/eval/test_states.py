@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from conftest import make_settings
-from eval.states import LABELS, annotated_dialogues, classification_metrics, dialogue_bootstrap, run_states
+from eval.states import (
+    LABELS,
+    annotated_dialogues,
+    classification_metrics,
+    dialogue_bootstrap,
+    paired_dialogue_bootstrap,
+    run_states,
+)
 
 REDIAL = "redial"
 # ReDial training dialogue 10968, hand-read: the seeker says "@161983 was awesome, not interested in @157274.",
@@ -75,6 +82,23 @@ def test_the_bootstrap_resamples_dialogues() -> None:
     assert dialogue_bootstrap([right] * 5, samples=200)["accuracy"] == (1.0, 1.0)
 
 
+def test_the_paired_bootstrap_draws_the_same_dialogues_for_both_runs() -> None:
+    right = np.array([[2, 0, 0], [0, 0, 0], [0, 0, 1]])
+    wrong = np.array([[0, 0, 2], [0, 0, 0], [0, 0, 0]])
+    baseline = [right] * 10 + [wrong] * 10
+    same = paired_dialogue_bootstrap(baseline, baseline, samples=300)
+    assert same["accuracy"] == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0}  # the pairs move together
+    fixed = paired_dialogue_bootstrap(baseline, [right] * 15 + [wrong] * 5, samples=500)
+    before = classification_metrics(sum(baseline))["accuracy"]
+    point = classification_metrics(right * 15 + wrong * 5)["accuracy"] - before
+    assert fixed["accuracy"]["difference"] == pytest.approx(point) and point > 0
+    assert 0 < fixed["accuracy"]["ci_low"] < point < fixed["accuracy"]["ci_high"]  # only ever better: above zero
+    worse = paired_dialogue_bootstrap(baseline, [wrong] * 20, samples=300)
+    assert worse["macro_f1"]["ci_high"] < 0
+    with pytest.raises(ValueError, match="same two or more dialogues"):
+        paired_dialogue_bootstrap(baseline, baseline[:5])
+
+
 def test_the_annotations_map_the_seekers_liked_codes(redial_dir: Path) -> None:
     (dialogue, labels), = annotated_dialogues(redial_dir / "redial-states" / "valid_data_sample.jsonl")
     assert dialogue.id == DIALOGUE
@@ -101,3 +125,28 @@ def test_a_real_dialogue_through_the_real_agent(redial_dir: Path, tmp_path: Path
     saved = json.loads((folder / "result.json").read_text())
     assert saved["protocol"] == "states" and saved["split"] == "validation" and saved["dialogues"] == 1
     assert (folder / "report.html").exists() and (folder / "units.jsonl").exists()
+
+
+def test_the_paired_script_reads_two_runs_rows(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def run(name: str, states: list[str]) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [{"dialogue": str(i // 2), "movie": str(i), "annotation": "liked", "state": s}
+                for i, s in enumerate(states)]
+        (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        return folder
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "states_paired.py"
+    base, variant = run("rules", ["not_said"] * 8), run("llm", ["liked"] * 4 + ["not_said"] * 4)
+    out = subprocess.run([sys.executable, str(script), str(base), str(variant)], capture_output=True, text=True,
+                         check=True)
+    result = json.loads(out.stdout)
+    assert result["dialogues"] == 4 and result["mentions"] == 8
+    assert result["baseline"]["accuracy"] == 0.0 and result["variant"]["accuracy"] == 0.5
+    assert result["paired"]["accuracy"]["difference"] == 0.5
+    other = run("other", ["liked"] * 6)
+    refused = subprocess.run([sys.executable, str(script), str(base), str(other)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "different movies" in refused.stderr
