@@ -16,23 +16,22 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.states import LABELS, classification_metrics, paired_dialogue_bootstrap
+from eval.states import Mention, classification_metrics, confusion, paired_dialogue_bootstrap
 
 
-def confusions(folder: Path) -> dict[str, np.ndarray]:
-    """Each dialogue's confusion matrix (rows: the annotation, columns: the state), keyed by dialogue and movie
-    so that two runs can be checked to score the same mentions."""
-    matrices: dict[str, np.ndarray] = {}
+def read_mentions(folder: Path) -> list[Mention]:
+    """The run's scored movies as the protocol wrote them, one row each."""
     with (folder / "rows.jsonl").open(encoding="utf-8") as handle:
-        for row in map(json.loads, handle):
-            matrix = matrices.setdefault(row["dialogue"], np.zeros((len(LABELS), len(LABELS)), dtype=np.int64))
-            matrix[LABELS.index(row["annotation"]), LABELS.index(row["state"])] += 1
-    return matrices
+        return [Mention(r["dialogue"], r["movie"], r.get("title", r["movie"]), r["annotation"], r["state"],
+                        r.get("in_catalog", True), r.get("read_as")) for r in map(json.loads, handle)]
 
 
-def mentions(folder: Path) -> set[tuple[str, str, str]]:
-    with (folder / "rows.jsonl").open(encoding="utf-8") as handle:
-        return {(r["dialogue"], r["movie"], r["annotation"]) for r in map(json.loads, handle)}
+def by_dialogue(mentions: list[Mention]) -> dict[str, np.ndarray]:
+    """Each dialogue's confusion matrix (rows: the annotation, columns: the state)."""
+    grouped: dict[str, list[Mention]] = {}
+    for m in mentions:
+        grouped.setdefault(m.dialogue, []).append(m)
+    return {d: confusion(ms) for d, ms in grouped.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,16 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("baseline", type=Path)
     parser.add_argument("variant", type=Path)
     args = parser.parse_args(argv)
-    if mentions(args.baseline) != mentions(args.variant):
+    base_mentions, variant_mentions = read_mentions(args.baseline), read_mentions(args.variant)
+    if {(m.dialogue, m.movie, m.expected) for m in base_mentions} != \
+            {(m.dialogue, m.movie, m.expected) for m in variant_mentions}:
         raise SystemExit("the runs scored different movies or annotations")
-    base, variant = confusions(args.baseline), confusions(args.variant)
+    base, variant = by_dialogue(base_mentions), by_dialogue(variant_mentions)
     dialogues = sorted(base)
     a = [base[d] for d in dialogues]
     b = [variant[d] for d in dialogues]
-    figures = {name: {k: round(classification_metrics(np.sum(m, axis=0))[k], 4) for k in ("accuracy", "macro_f1")}
-               for name, m in (("baseline", a), ("variant", b))}
+    figures = {name: {k: round(classification_metrics(confusion(ms))[k], 4) for k in ("accuracy", "macro_f1")}
+               for name, ms in (("baseline", base_mentions), ("variant", variant_mentions))}
     paired = {metric: {k: round(v, 4) for k, v in d.items()} for metric, d in paired_dialogue_bootstrap(a, b).items()}
-    print(json.dumps({"dialogues": len(dialogues), "mentions": int(sum(m.sum() for m in a)), **figures,
+    print(json.dumps({"dialogues": len(dialogues), "mentions": len(base_mentions), **figures,
                       "paired": paired}))
     return 0
 
