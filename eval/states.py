@@ -162,12 +162,18 @@ def dialogue_bootstrap(per_dialogue: Sequence[np.ndarray], samples: int = 1000, 
     if len(stack) < 2:
         accuracy, macro = _batch_metrics(stack.sum(axis=0, keepdims=True) if len(stack) else np.zeros((1, 3, 3)))
         return {"accuracy": (float(accuracy[0]),) * 2, "macro_f1": (float(macro[0]),) * 2}
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(stack), size=(samples, len(stack)))
-    accuracy, macro = _batch_metrics(stack[draws].sum(axis=1))
+    accuracy, macro = _batch_metrics(stack[_draws(len(stack), samples, seed)].sum(axis=1))
+    return {name: _interval(values, level) for name, values in (("accuracy", accuracy), ("macro_f1", macro))}
+
+
+def _draws(dialogues: int, samples: int, seed: int) -> np.ndarray:
+    """Bootstrap resamples of dialogue positions (samples × dialogues), with a fixed seed."""
+    return np.random.default_rng(seed).integers(0, dialogues, size=(samples, dialogues))
+
+
+def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
     tail = (1 - level) / 2 * 100
-    return {name: (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
-            for name, values in (("accuracy", accuracy), ("macro_f1", macro))}
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
 def paired_dialogue_bootstrap(baseline: Sequence[np.ndarray], variant: Sequence[np.ndarray], samples: int = 2000,
@@ -178,14 +184,13 @@ def paired_dialogue_bootstrap(baseline: Sequence[np.ndarray], variant: Sequence[
     b = np.asarray(variant, dtype=np.int64)
     if a.shape != b.shape or len(a) < 2:
         raise ValueError(f"paired runs need the same two or more dialogues, got {a.shape} and {b.shape}")
-    draws = np.random.default_rng(seed).integers(0, len(a), size=(samples, len(a)))
+    draws = _draws(len(a), samples, seed)
     observed = [y - x for x, y in zip(_batch_metrics(a.sum(axis=0, keepdims=True)),
                                       _batch_metrics(b.sum(axis=0, keepdims=True)), strict=True)]
     resampled = [y - x for x, y in zip(_batch_metrics(a[draws].sum(axis=1)), _batch_metrics(b[draws].sum(axis=1)),
                                        strict=True)]
-    tail = (1 - level) / 2 * 100
-    return {name: {"difference": float(point[0]), "ci_low": float(np.percentile(values, tail)),
-                   "ci_high": float(np.percentile(values, 100 - tail))}
+    return {name: dict(zip(("difference", "ci_low", "ci_high"), (float(point[0]), *_interval(values, level)),
+                           strict=True))
             for name, point, values in zip(("accuracy", "macro_f1"), observed, resampled, strict=True)}
 
 
